@@ -1,0 +1,16 @@
+"""Shared fixtures. Compiled Theano functions are expensive (seconds each on a
+cold cache), so tests share them through session-scoped fixtures and use tiny
+models: Theano's compile cache is keyed by the ops, not by the sizes."""
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+
+@pytest.fixture(scope="session")
+def repo_root():
+    return ROOT
