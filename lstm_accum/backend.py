@@ -133,6 +133,21 @@ def _install_pkg_resources_fallback():
     sys.modules["pkg_resources"] = module
 
 
+class _HideMpi4py(object):
+    """Meta-path finder hiding mpi4py while Theano imports.
+
+    ``theano.tensor.io`` does ``from mpi4py import MPI`` at import time, for
+    MPI ops nobody uses; with mpi4py installed that initialises MPI (and
+    spawns an Open MPI daemon) in every process that imports Theano.
+    :mod:`lstm_accum.distributed` imports mpi4py itself when asked to.
+    """
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "mpi4py" or name.startswith("mpi4py."):
+            raise ImportError("hidden by lstm_accum while Theano imports")
+        return None
+
+
 class _OnlyUnexpected(logging.Filter):
     """Drop Theano's BLAS warning about the NumPy C-API implementation."""
 
@@ -150,6 +165,10 @@ def _import_theano():
     scan_ext.prepare()
     saved = os.environ.get("THEANO_FLAGS")
     os.environ["THEANO_FLAGS"] = _flags_with_defaults(os.environ)
+    hide_mpi = None
+    if "mpi4py.MPI" not in sys.modules:
+        hide_mpi = _HideMpi4py()
+        sys.meta_path.insert(0, hide_mpi)
     try:
         with warnings.catch_warnings():
             # Theano 1.0.5 on NumPy 1.2x / Python 3.11 emits deprecation
@@ -158,6 +177,8 @@ def _import_theano():
             warnings.simplefilter("ignore", FutureWarning)
             import theano
     finally:
+        if hide_mpi is not None:
+            sys.meta_path.remove(hide_mpi)
         if saved is None:
             del os.environ["THEANO_FLAGS"]
         else:

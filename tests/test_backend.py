@@ -155,3 +155,16 @@ def test_downsample_module_is_the_shim():
     data = np.arange(16, dtype=theano.config.floatX).reshape(1, 1, 4, 4)
     got = theano.function([x], y)(data)
     np.testing.assert_array_equal(got[0, 0], [[5, 7], [13, 15]])
+
+
+def test_import_does_not_initialise_mpi():
+    # theano.tensor.io imports mpi4py.MPI at import time, which starts MPI
+    # (and an Open MPI daemon) in every process; the backend hides it.
+    code = """
+        import sys
+        import lstm_accum, lasagne
+        print('mpi4py.MPI' in sys.modules)
+    """
+    proc = run_python(code)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"
