@@ -1,0 +1,192 @@
+"""Perplexity against an independent numpy forward pass, and the unigram
+baseline against hand-computed values."""
+import contextlib
+import math
+
+import numpy as np
+import pytest
+
+from lstm_accum.backend import theano
+from lstm_accum.corpus import EncodedCorpus
+from lstm_accum.evaluation import (perplexity, perplexity_of_batches,
+                                   score_corpus, unigram_perplexity,
+                                   unigram_probabilities)
+from lstm_accum.exceptions import InputError
+from lstm_accum.model import build_model
+
+V, H = 12, 5
+BOS, EOS = 1, 2
+SENTENCES = [[3, 4, 5], [7], [], [9, 9, 10, 11], [4, 3, 6]]
+
+
+@contextlib.contextmanager
+def float64():
+    saved = theano.config.floatX
+    theano.config.floatX = "float64"
+    try:
+        yield
+    finally:
+        theano.config.floatX = saved
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def numpy_lstm_logits(p, inputs):
+    """Lasagne 0.1's LSTM (peepholes, tanh) and the dense output layer,
+    written out in numpy for one sentence of input ids (gates as in
+    lasagne/layers/recurrent.py, LSTMLayer.get_output_for)."""
+    h = p["lstm1.hid_init"][0]
+    c = p["lstm1.cell_init"][0]
+    out = []
+    for x in inputs:
+        def pre(gate):
+            return (p["lstm1.W_in_to_" + gate][x] + h.dot(
+                p["lstm1.W_hid_to_" + gate]) + p["lstm1.b_" + gate])
+        i = sigmoid(pre("ingate") + c * p["lstm1.W_cell_to_ingate"])
+        f = sigmoid(pre("forgetgate") + c * p["lstm1.W_cell_to_forgetgate"])
+        g = np.tanh(pre("cell"))
+        c = f * c + i * g
+        # Lasagne 0.1 adds the output gate's peephole *after* the sigmoid
+        # (its docstring puts it inside); the network is what it computes.
+        o = sigmoid(pre("outgate")) + c * p["lstm1.W_cell_to_outgate"]
+        h = o * np.tanh(c)
+        out.append(h.dot(p["softmax.W"]) + p["softmax.b"])
+    return np.array(out)
+
+
+def numpy_nll(params, sentences):
+    """Summed NLL (nats) and target count: targets w1..wn </s>."""
+    total, tokens = 0.0, 0
+    for s in sentences:
+        logits = numpy_lstm_logits(params, [BOS] + s)
+        targets = s + [EOS]
+        m = logits.max(axis=1)
+        lse = m + np.log(np.exp(logits - m[:, None]).sum(axis=1))
+        total += float(np.sum(lse - logits[np.arange(len(targets)),
+                                           targets]))
+        tokens += len(targets)
+    return total, tokens
+
+
+@pytest.fixture(scope="module")
+def models():
+    """The question's network and an id/mask model with the same weights."""
+    with float64():
+        question = build_model(V, H, input="onehot", batching="sample",
+                               seed=11)
+        # Make the weights larger than the default init so the test sees a
+        # model far from uniform.
+        rng = np.random.RandomState(0)
+        values = {k: v + rng.normal(0, 0.5, v.shape)
+                  for k, v in question.param_values().items()}
+        question.set_param_values(values)
+        masked = build_model(V, H, input="ids", batching="mask", seed=12)
+        masked.set_param_values(question.param_values())
+        question.score_function()
+        masked.score_function()
+    return question, masked
+
+
+def test_question_network_perplexity_equals_numpy(models):
+    question, _ = models
+    batches = [(np.eye(V)[[BOS] + s][None], np.array(s + [EOS], np.int32))
+               for s in SENTENCES]
+    score = perplexity_of_batches(question.score_function(), batches)
+    nll, tokens = numpy_nll(question.param_values(), SENTENCES)
+    assert tokens == 3 + 1 + 0 + 4 + 3 + len(SENTENCES)  # </s> counted
+    assert score.tokens == tokens and score.sentences == len(SENTENCES)
+    np.testing.assert_allclose(score.nll, nll, rtol=1e-10)
+    np.testing.assert_allclose(score.perplexity, math.exp(nll / tokens),
+                               rtol=1e-10)
+    # A sanity bound that a wrong count would break: between 1 and V-ish.
+    assert 1.0 < score.perplexity < 10 * V
+
+
+def test_masked_perplexity_excludes_padding(models):
+    question, masked = models
+    # Hand-padded batches: padding id 0 and mask 0 after </s>.
+    batches = []
+    for group in (SENTENCES[:2], SENTENCES[2:]):
+        T = max(len(s) for s in group) + 1
+        X = np.zeros((len(group), T), np.int32)
+        y = np.zeros((len(group), T), np.int32)
+        mask = np.zeros((len(group), T))
+        for b, s in enumerate(group):
+            X[b, :len(s) + 1] = [BOS] + s
+            y[b, :len(s) + 1] = s + [EOS]
+            mask[b, :len(s) + 1] = 1
+        batches.append((X, y, mask))
+    score = perplexity_of_batches(masked.score_function(), batches)
+    nll, tokens = numpy_nll(question.param_values(), SENTENCES)
+    assert score.tokens == tokens
+    np.testing.assert_allclose(score.nll, nll, rtol=1e-10)
+
+
+def test_perplexity_through_the_iterators(models):
+    question, masked = models
+    ids = np.concatenate([np.array(s, np.int32) for s in SENTENCES])
+    offsets = np.cumsum([0] + [len(s) for s in SENTENCES])
+    corpus = EncodedCorpus(ids, offsets)
+    nll, tokens = numpy_nll(question.param_values(), SENTENCES)
+    expected = math.exp(nll / tokens)
+    for model, batch_size in ((question, 1), (masked, 2), (masked, 5)):
+        score = score_corpus(model, corpus, batch_size=batch_size)
+        assert score.tokens == tokens and score.sentences == len(SENTENCES)
+        np.testing.assert_allclose(score.perplexity, expected, rtol=1e-10)
+    np.testing.assert_allclose(perplexity(masked, corpus), expected,
+                               rtol=1e-10)
+    # A bare scoring function needs the batch settings.
+    np.testing.assert_allclose(
+        perplexity(masked.score_function(), corpus, batch_size=3,
+                   batching="mask", input_kind="ids", vocab_size=V),
+        expected, rtol=1e-10)
+    with pytest.raises(InputError, match="batching"):
+        perplexity(masked.score_function(), corpus)
+    with pytest.raises(InputError, match="batching='mask'"):
+        perplexity(masked, corpus, batching="bucket")
+    with pytest.raises(InputError, match="empty"):
+        perplexity(masked, EncodedCorpus(np.zeros(0, np.int32), [0]))
+
+
+def test_perplexity_of_batches_rejects_no_tokens():
+    with pytest.raises(InputError, match="no target tokens"):
+        perplexity_of_batches(lambda *a: (0.0, 0), [])
+
+
+def corpus_of(sentences):
+    ids = np.concatenate([np.array(s, np.int32) for s in sentences]
+                         + [np.zeros(0, np.int32)])
+    return EncodedCorpus(ids, np.cumsum([0] + [len(s) for s in sentences]))
+
+
+def test_unigram_perplexity_by_hand():
+    train = corpus_of([[3, 3, 4], [5]])
+    evaluation = corpus_of([[3], [4, 6]])
+    # Training targets: 3 x2, 4, 5, </s> x2 -> N = 6; add-one over V = 7:
+    # p(3) = 3/13, p(</s>) = 3/13, p(4) = 2/13, p(6) = 1/13.
+    probs = unigram_probabilities(train, 7)
+    np.testing.assert_allclose(probs, np.array([1, 1, 3, 3, 2, 2, 1]) / 13.0,
+                               rtol=1e-15)
+    # Evaluation targets: 3 </s> 4 6 </s>.
+    expected = (13.0 ** 5 / (3 * 3 * 2 * 1 * 3)) ** (1.0 / 5)
+    np.testing.assert_allclose(unigram_perplexity(train, evaluation, 7),
+                               expected, rtol=1e-12)
+    # Smoothing a = 0.5: p = (c + 0.5) / 9.5.
+    p = (np.array([0, 0, 2, 2, 1, 1, 0]) + 0.5) / 9.5
+    expected = math.exp(-(np.log(p[3]) + 2 * np.log(p[2]) + np.log(p[4])
+                          + np.log(p[6])) / 5)
+    np.testing.assert_allclose(
+        unigram_perplexity(train, evaluation, 7, smoothing=0.5), expected,
+        rtol=1e-12)
+
+
+def test_unigram_errors():
+    train = corpus_of([[3, 4]])
+    with pytest.raises(InputError, match=r"\[0, 4\)"):
+        unigram_perplexity(train, train, 4)
+    with pytest.raises(InputError, match="smoothing"):
+        unigram_probabilities(train, 7, smoothing=0)
+    with pytest.raises(InputError, match="no target tokens"):
+        unigram_perplexity(train, corpus_of([]), 7)
