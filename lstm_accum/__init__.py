@@ -1,4 +1,44 @@
-"""lstm_accum: gradient accumulation for Theano/Lasagne language models."""
+"""lstm_accum: gradient accumulation for Theano/Lasagne language models.
+
+Run N variable-length samples, then update the parameters once with the
+average gradient: summed on the device, no masks needed, memory constant in N.
+
+The public API:
+
+- :class:`GradientAccumulator` -- the two compiled functions (``accumulate``,
+  ``apply``) around any Lasagne network and update rule;
+- :func:`build_model` -- the LSTM language models (one-hot or id input, per
+  sentence, equal-length buckets or masked batches, GRU, stacked, custom);
+- the data pipeline (:class:`Vocabulary`, :func:`prepare_corpus`,
+  :func:`plan_epoch`, :func:`make_batch`, the ``iterate_*`` generators);
+- evaluation and generation (:func:`perplexity`, :func:`unigram_perplexity`,
+  :func:`sample_sentences`);
+- training (:class:`TrainConfig`, :func:`train`) and the ``lstm-accum``
+  command line.
+"""
 from . import backend  # noqa: F401  (must come first: it imports Theano)
+from .exceptions import (LstmAccumError, InputError, NonFiniteError,
+                         IncompatibleStateError, CheckpointError)
+from .accumulator import GradientAccumulator, AccumulateResult, ApplyResult
+from .vocabulary import Vocabulary
+from .corpus import (EncodedCorpus, ReadStats, tokenize, load_text,
+                     count_words, encode_file, prepare_corpus, split_corpus)
+from .iterators import (plan_epoch, make_batch, iterate_sentences,
+                        iterate_buckets, iterate_padded)
+from .model import build_model, LanguageModel
+from .evaluation import (perplexity, score_corpus, unigram_perplexity)
+from .sampling import sample_sentences
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "GradientAccumulator", "AccumulateResult", "ApplyResult",
+    "Vocabulary", "EncodedCorpus", "ReadStats", "tokenize", "load_text",
+    "count_words", "encode_file", "prepare_corpus", "split_corpus",
+    "plan_epoch", "make_batch", "iterate_sentences", "iterate_buckets",
+    "iterate_padded",
+    "build_model", "LanguageModel",
+    "perplexity", "score_corpus", "unigram_perplexity", "sample_sentences",
+    "LstmAccumError", "InputError", "NonFiniteError",
+    "IncompatibleStateError", "CheckpointError",
+]

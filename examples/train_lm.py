@@ -1,0 +1,201 @@
+#!/usr/bin/env python
+"""Train a word-level LSTM language model on real English news text.
+
+This is what ``./run.sh train`` runs. It
+
+1. obtains the corpus: the Lee background corpus (300 ABC news articles,
+   about 2,700 sentences / 67,000 tokens) from the gensim wheel on PyPI,
+   downloaded once into ``data/`` with ``pip download`` and never committed
+   (see :mod:`lstm_accum.example_corpus` for the source and licence);
+2. builds a vocabulary, the model and the GradientAccumulator (Theano
+   compiles the training functions: about 1.5 minutes the first time, a few
+   seconds once Theano's compile cache is warm);
+3. trains with gradient accumulation -- windows of ``ACCUMULATE`` sentences
+   fed as equal-length minibatches, one averaged Adagrad update per window --
+   printing the falling loss and the validation perplexity;
+4. prints the validation perplexity next to the unigram baseline and a few
+   sentences sampled from the model.
+
+Everything lands in ``runs/example`` (checkpoints, ``metrics.jsonl``,
+``curves.png``). The same run from the command line::
+
+    lstm-accum train data/lee_background.txt --out runs/example \\
+        --vocab-size 2000 --units 192 --batching bucket --batch-size 16 \\
+        --accumulate 32 --normalize tokens --lr 0.1 --epochs 6
+
+Usage: ``python examples/train_lm.py [--epochs N] [--out DIR] [--quick]``.
+"""
+import argparse
+import os
+import shutil
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)
+
+# ------------------------------------------------------------------------------
+# Defaults: sized to finish in well under 10 minutes on 2 CPU cores, compile
+# included, and to end clearly below the unigram baseline.
+VOCAB_SIZE = 2000       # most frequent words kept; V = 2003 with specials
+NUM_UNITS = 192         # LSTM hidden units H
+INPUT = "ids"           # word ids + row lookup (the one-hot product, cheaper)
+BATCHING = "bucket"     # equal-length minibatches: no mask, no padding
+BATCH_SIZE = 16         # sentences per minibatch (per accumulate call)
+ACCUMULATE = 32         # sentences per update: the effective batch
+NORMALIZE = "tokens"    # average over target tokens (the true token mean)
+OPTIMIZER = "adagrad"   # any lasagne.updates rule by name
+LEARNING_RATE = 0.1     # Adagrad's step size
+MAX_NORM = 5.0          # clip the averaged gradient's total norm
+NUM_EPOCHS = 6          # passes over the ~2,550 training sentences
+VALID_EVERY = 40        # validate every this many updates (and each epoch)
+VALID_FRACTION = 0.05   # held-out sentences for validation perplexity
+SEED = 1                # weights, split and minibatch order
+NUM_SAMPLES = 5         # sentences sampled at the end
+TEMPERATURE = 0.8       # sampling temperature (< 1: more conservative)
+OUT = os.path.join(ROOT, "runs", "example")
+DATA_DIR = os.path.join(ROOT, "data")
+# ------------------------------------------------------------------------------
+
+RUN_FILES = ("checkpoint.npz", "best.npz", "metrics.jsonl", "curves.png")
+
+
+def phase(number, text):
+    print("\n[%d/4] %s" % (number, text), flush=True)
+
+
+def _fresh(out):
+    """Remove a previous example run (only files the trainer writes)."""
+    if os.path.isdir(out):
+        names = os.listdir(out)
+        if all(n in RUN_FILES or n.startswith(".tmp-") for n in names):
+            shutil.rmtree(out)
+        else:
+            sys.exit("%s holds other files; choose another --out" % out)
+
+
+def main(num_epochs=NUM_EPOCHS, max_updates=0, corpus=None, out=OUT,
+         vocab_size=VOCAB_SIZE, num_units=NUM_UNITS, batch_size=BATCH_SIZE,
+         accumulate=ACCUMULATE, learning_rate=LEARNING_RATE,
+         valid_every=VALID_EVERY, max_sentences=None, resume=False,
+         num_samples=NUM_SAMPLES, seed=SEED):
+    """Run the example; returns a dict of the final figures.
+
+    Parameters
+    ----------
+    num_epochs, max_updates : int
+        Training budget (``max_updates=0``: no limit).
+    corpus : str, optional
+        A sentence file to use instead of the Lee corpus (tests use a tiny
+        one).
+    out : str
+        Run directory; a previous example run there is replaced unless
+        ``resume``.
+    vocab_size, num_units, batch_size, accumulate, learning_rate,
+    valid_every, seed
+        See the defaults block at the top of this file.
+    max_sentences : int, optional
+        Use only the first sentences of the corpus (a quick smoke run).
+    resume : bool
+        Continue the run in ``out`` from its checkpoint.
+    num_samples : int
+        Sentences sampled at the end.
+
+    Returns
+    -------
+    dict
+        ``perplexity``, ``best_perplexity``, ``unigram_perplexity``,
+        ``updates``, ``samples`` (list of str), ``seconds``.
+    """
+    from lstm_accum.example_corpus import SOURCE, lee_corpus
+    from lstm_accum.sampling import sample_sentences
+    from lstm_accum.train import TrainConfig, Trainer
+
+    start = time.time()
+    phase(1, "corpus")
+    if corpus is None:
+        corpus = lee_corpus(DATA_DIR, log=print)
+        print("text: %s" % SOURCE)
+    if max_sentences:
+        with open(corpus, encoding="utf-8") as f:
+            lines = [next(f) for _ in range(max_sentences)]
+        small = os.path.join(os.path.dirname(os.path.abspath(out)),
+                             "first-%d-sentences.txt" % max_sentences)
+        os.makedirs(os.path.dirname(small), exist_ok=True)
+        with open(small, "w", encoding="utf-8") as f:
+            f.writelines(lines)
+        corpus = small
+    print("corpus file: %s" % corpus)
+    if not resume:
+        _fresh(out)
+
+    phase(2, "vocabulary, model and compiled training functions")
+    config = TrainConfig(
+        corpus=corpus, out=out, vocab_size=vocab_size, units=num_units,
+        input=INPUT, batching=BATCHING, batch_size=batch_size,
+        accumulate=accumulate, normalize=NORMALIZE, optimizer=OPTIMIZER,
+        lr=learning_rate, max_norm=MAX_NORM, epochs=num_epochs,
+        max_updates=max_updates, valid_every=valid_every,
+        valid_fraction=VALID_FRACTION, seed=seed, resume=resume,
+        lowercase=True, max_length=100, progress="off", log_every=10)
+    t0 = time.time()
+    trainer = Trainer(config)
+    print("built and compiled in %.0f s" % (time.time() - t0))
+
+    phase(3, "training (one averaged update per window of %d sentences)"
+          % accumulate)
+    result = trainer.run()
+    if result.status == "interrupted":
+        return None
+
+    phase(4, "evaluation and samples")
+    print("validation perplexity %.1f (best %.1f) -- unigram baseline %.1f"
+          % (result.last_perplexity, result.best_perplexity,
+             result.unigram_perplexity))
+    print("the model's perplexity is %.0f%% of the unigram baseline's"
+          % (100.0 * result.best_perplexity / result.unigram_perplexity))
+    samples = sample_sentences(trainer.model, trainer.vocab, n=num_samples,
+                               temperature=TEMPERATURE, seed=seed,
+                               max_length=30)
+    print("sampled sentences (temperature %.1f):" % TEMPERATURE)
+    texts = [" ".join(words) for words in samples]
+    for text in texts:
+        print("  " + text)
+    seconds = time.time() - start
+    print("\nfinished in %.0f s; run directory %s (curves.png, "
+          "metrics.jsonl, checkpoint.npz)" % (seconds, out))
+    return {"perplexity": result.last_perplexity,
+            "best_perplexity": result.best_perplexity,
+            "unigram_perplexity": result.unigram_perplexity,
+            "updates": result.updates, "samples": texts,
+            "seconds": seconds}
+
+
+def _parse(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--epochs", type=int, default=NUM_EPOCHS)
+    parser.add_argument("--max-updates", type=int, default=0)
+    parser.add_argument("--out", default=OUT)
+    parser.add_argument("--corpus", default=None,
+                        help="another sentence file instead of the Lee "
+                             "corpus")
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--quick", action="store_true",
+                        help="a one-minute smoke run: 400 sentences, "
+                             "small model")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    args = _parse(sys.argv[1:])
+    from lstm_accum.exceptions import LstmAccumError
+    kwargs = dict(num_epochs=args.epochs, max_updates=args.max_updates,
+                  out=args.out, corpus=args.corpus, resume=args.resume)
+    if args.quick:
+        kwargs.update(max_sentences=400, num_units=32, vocab_size=300,
+                      valid_every=10)
+    try:
+        main(**kwargs)
+    except LstmAccumError as err:
+        sys.exit("error: %s" % err)
