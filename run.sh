@@ -29,6 +29,26 @@ PYEOF
     echo "$want" > "$stamp"
 }
 
+# The distributed tests need Open MPI (Debian packages) and mpi4py (PyPI).
+ensure_mpi() {
+    if ! command -v mpirun >/dev/null 2>&1; then
+        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+            echo "==> installing Open MPI (apt-get install openmpi-bin libopenmpi-dev); once only" >&2
+            apt-get update -qq >/dev/null
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+                openmpi-bin libopenmpi-dev >/dev/null
+        else
+            echo "==> Open MPI is missing and this is not root: run" \
+                 "'sudo apt-get install openmpi-bin libopenmpi-dev'" >&2
+            echo "    (the distributed tests will fail until then)" >&2
+        fi
+    fi
+    if ! "$VENV/bin/python" -c "import mpi4py" >/dev/null 2>&1; then
+        "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
+            -c constraints.txt mpi4py
+    fi
+}
+
 cmd=${1:-}
 shift || true
 case "$cmd" in
@@ -38,6 +58,7 @@ case "$cmd" in
         ;;
     test)
         ensure_venv
+        ensure_mpi
         exec "$VENV/bin/python" -m pytest "$@"
         ;;
     *)

@@ -209,6 +209,37 @@ def _install_downsample(theano):
     theano.tensor.signal.downsample = module
 
 
+class _EmptyProps(tuple):
+    """``()`` that is true: Theano 1.0.5's CLinker puts each op's
+    ``__props__`` into the compile-cache version and treats any false entry
+    as "unversioned", so every graph holding an op without properties
+    (Alloc, Softmax, DeepCopyOp, AdvancedSubtensor1, ...) was compiled again
+    in every process and deleted at exit. Equal to, hashed, printed and
+    pickled as ``()``, so op equality and cache keys on disk are unchanged."""
+
+    def __bool__(self):
+        return True
+
+    def __reduce__(self):
+        return (tuple, ((),))
+
+
+def _version_ops_without_props(theano):
+    empty = _EmptyProps()
+    pending = [theano.gof.op.PureOp]
+    seen = set()
+    while pending:
+        cls = pending.pop()
+        for sub in cls.__subclasses__():
+            if sub in seen:
+                continue
+            seen.add(sub)
+            pending.append(sub)
+            if sub.__dict__.get("__props__", None) == () and \
+                    not isinstance(sub.__dict__["__props__"], _EmptyProps):
+                sub.__props__ = empty
+
+
 _install_pkg_resources_fallback()
 theano = _import_theano()
 import theano.tensor as T  # noqa: E402
@@ -217,6 +248,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     import lasagne  # noqa: E402
     import lasagne.layers.pool  # noqa: E402,F401  (proves the shim works)
+_version_ops_without_props(theano)
 
 floatX = theano.config.floatX
 

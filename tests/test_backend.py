@@ -168,3 +168,20 @@ def test_import_does_not_initialise_mpi():
     proc = run_python(code)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "False"
+
+
+def test_graphs_with_propertyless_ops_are_cached_across_processes():
+    # Theano 1.0.5 marked every module holding an op with empty __props__
+    # (Softmax, Alloc, ...) "unversioned": recompiled in each process.
+    x = T.matrix("x")
+    y = T.nnet.softmax(x * 3) + T.zeros((x.shape[0], x.shape[1]))
+    f = theano.function([x], y)
+    data = np.arange(6, dtype=theano.config.floatX).reshape(2, 3)
+    expected = np.exp(3 * data) / np.exp(3 * data).sum(1, keepdims=True)
+    np.testing.assert_allclose(f(data), expected, rtol=1e-5)
+    cache = theano.gof.cc.get_module_cache()
+    unversioned = [k for k in cache.entry_from_key if not k[0]]
+    assert unversioned == []
+    # and op equality is untouched by the fix
+    assert T.nnet.Softmax() == T.nnet.Softmax()
+    assert hash(T.nnet.Softmax()) == hash(T.nnet.Softmax())
