@@ -32,7 +32,7 @@ setup(
         "test": ["pytest>=7", "hypothesis>=6.50", "psutil>=5.9"],
         "mpi": ["mpi4py>=3.1"],
     },
-    entry_points={"console_scripts": ["lstm-accum=lstm_accum.cli:main"]},
+    entry_points={"console_scripts": ["lstm-accum=lstm_accum.cli:console_main"]},
     classifiers=[
         "Programming Language :: Python :: 3.8",
         "Programming Language :: Python :: 3.9",

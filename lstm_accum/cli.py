@@ -195,6 +195,11 @@ class TrainCommand(object):
                        help="build the model in float64 (default: Theano's "
                             "floatX, float32 unless THEANO_FLAGS says "
                             "otherwise)")
+        g.add_argument("--distributed", choices=("auto", "on", "off"),
+                       default=d.distributed,
+                       help="data-parallel over MPI: auto (on when started "
+                            "by 'mpirun -n K' with K > 1), on (needs "
+                            "mpi4py + Open MPI), off (default %(default)s)")
         g.add_argument("--progress", choices=("auto", "on", "off"),
                        default=d.progress,
                        help="progress bar (auto: when stderr is a terminal)")
@@ -215,7 +220,8 @@ class TrainCommand(object):
             max_bad_windows=args.max_bad_windows, epochs=args.epochs,
             max_updates=args.max_updates, valid_every=args.valid_every,
             lr_decay=args.lr_decay, patience=args.patience, seed=args.seed,
-            float64=args.float64, resume=args.resume, progress=args.progress)
+            float64=args.float64, resume=args.resume, progress=args.progress,
+            distributed=args.distributed)
 
     @classmethod
     def run(cls, args):
@@ -225,6 +231,8 @@ class TrainCommand(object):
         result = trainer.run()
         if result.status == "interrupted":
             return EXIT_INTERRUPTED
+        if not trainer.dist.is_root:
+            return 0
         _print("done (%s) after %d updates: validation perplexity %s "
                "(best %s), unigram baseline %s; checkpoint %s"
                % (result.status.replace("_", " "), result.updates,
@@ -400,5 +408,15 @@ def main(argv=None):
         return EXIT_INTERRUPTED
 
 
+def console_main():
+    """Entry point of the ``lstm-accum`` script: under ``mpirun`` an error
+    on one rank ends every rank (none is left waiting in a collective)."""
+    status = main()
+    if status:
+        from .distributed import exit_all
+        exit_all(status)
+    sys.exit(0)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()

@@ -97,6 +97,7 @@ from .backend import theano, lasagne
 from .exceptions import (CheckpointError, IncompatibleStateError, InputError,
                          NonFiniteError)
 from . import checkpoint as ckpt
+from .distributed import SIZE_KEY, Distributed
 
 __all__ = ["TrainConfig", "Trainer", "TrainResult", "train", "OPTIMIZERS",
            "validate_config", "RESUMABLE_CHANGES", "load_model",
@@ -112,7 +113,7 @@ OPTIMIZERS = ("adagrad", "sgd", "momentum", "nesterov_momentum", "rmsprop",
 
 #: Settings that may differ between a checkpoint and the run resuming it.
 RESUMABLE_CHANGES = ("corpus", "out", "resume", "epochs", "max_updates",
-                     "patience", "progress", "log_every")
+                     "patience", "progress", "log_every", "distributed")
 
 
 @dataclass
@@ -160,6 +161,7 @@ class TrainConfig:
     resume: bool = False            # continue from out/checkpoint.npz
     progress: str = "auto"          # progress bar: 'auto' (tty), 'on', 'off'
     log_every: int = 10             # without a bar: one log line per N updates
+    distributed: str = "auto"       # MPI: 'auto' (on under mpirun -n K>1), 'on', 'off'
 
     def to_dict(self):
         """The configuration as a plain dict (JSON-serialisable)."""
@@ -266,7 +268,8 @@ def validate_config(config):
                "batching": ("sample", "bucket", "mask"),
                "normalize": ("samples", "tokens", "sum"),
                "partial_window": ("apply", "drop", "carry"),
-               "optimizer": OPTIMIZERS, "progress": ("auto", "on", "off")}
+               "optimizer": OPTIMIZERS, "progress": ("auto", "on", "off"),
+               "distributed": ("auto", "on", "off")}
     for name, allowed in choices.items():
         if getattr(config, name) not in allowed:
             bad(name, "one of %s" % ", ".join(allowed))
@@ -462,6 +465,20 @@ class Trainer(object):
     def __init__(self, config, log=print, on_update=None, model=None,
                  accumulator=None):
         validate_config(config)
+        # MPI ranks (a single process when not launched by mpirun): every
+        # rank runs this same loop on its share of each window.
+        self.dist = Distributed({"auto": None, "on": True,
+                                 "off": False}[config.distributed])
+        if self.dist.size > 1 and config.partial_window == "carry":
+            raise InputError(
+                "partial_window='carry' keeps a half-full window across the "
+                "epoch-end checkpoint, which a distributed run cannot save "
+                "(each rank holds part of it); use 'apply' or 'drop'")
+        if not self.dist.is_root:
+            log = _silent       # only rank 0 prints
+        elif self.dist.size > 1:
+            log("distributed: %d MPI ranks, one allreduce per update"
+                % self.dist.size)
         if accumulator is not None and model is None:
             raise InputError("an accumulator needs its model: pass model= "
                              "as well")
@@ -498,6 +515,8 @@ class Trainer(object):
         self.data = _Data(config, vocab)
         self.vocab = self.data.vocab
         self._build(model, accumulator)
+        # Rank 0's weights and optimizer state on every rank (collective).
+        self.acc = self.dist.wrap(self.acc)
 
         # counters and position (also what a checkpoint restores)
         self.update = 0
@@ -611,8 +630,10 @@ class Trainer(object):
         except InputError as err:
             raise IncompatibleStateError("checkpoint %s does not fit the "
                                          "model: %s" % (saved.path, err))
-        self.acc.load_state({k[len("acc/"):]: v for k, v in arrays.items()
-                             if k.startswith("acc/")})
+        acc_state = {k[len("acc/"):]: v for k, v in arrays.items()
+                     if k.startswith("acc/")}
+        self.dist.check_resume(acc_state.get(SIZE_KEY))
+        self.acc.load_state(acc_state)
         _load_rng_state(self.model, arrays)
         counters = meta["counters"]
         for name in ("update", "epoch", "batch", "samples_seen",
@@ -683,6 +704,8 @@ class Trainer(object):
             When the file cannot be written; the previous one is untouched
             and the state stays in memory.
         """
+        if not self.dist.is_root:
+            return self.checkpoint_path     # only rank 0 writes
         ckpt.save_checkpoint(self.checkpoint_path, self.state_arrays(),
                              self.state_metadata())
         if best:
@@ -691,6 +714,9 @@ class Trainer(object):
 
     # -- metrics -----------------------------------------------------------------
     def _prepare_out(self):
+        if not self.dist.is_root:
+            self._metrics = None            # only rank 0 writes
+            return
         try:
             os.makedirs(self.out, exist_ok=True)
             probe = os.path.join(self.out, ".write-test")
@@ -714,6 +740,8 @@ class Trainer(object):
         self._metrics = open(self.metrics_path, "a", encoding="utf-8")
 
     def _write_record(self, record):
+        if self._metrics is None:
+            return
         self._metrics.write(json.dumps(record) + "\n")
         self._metrics.flush()
 
@@ -801,7 +829,8 @@ class Trainer(object):
             self._restore_sigint(previous)
             if self._bar is not None:
                 self._bar.close()
-            self._metrics.close()
+            if self._metrics is not None:
+                self._metrics.close()
         return TrainResult(status, self.update, self.epoch,
                            self.best_perplexity, self.last_perplexity,
                            d.unigram_perplexity, self.checkpoint_path,
@@ -833,7 +862,7 @@ class Trainer(object):
         c = self.config
         enabled = {"on": True, "off": False}.get(
             c.progress, sys.stderr.isatty())
-        if not enabled:
+        if not enabled or not self.dist.is_root:
             return None
         from tqdm import tqdm
         total = c.max_updates
@@ -860,9 +889,13 @@ class Trainer(object):
             while self.batch < len(plan):
                 indices = plan[self.batch]
                 t0 = time.time()
-                arrays = make_batch(self.data.train, indices, c.batching,
-                                    c.input, V)
-                self.acc.accumulate(*arrays)
+                # Every rank walks the same plan and counts every batch (so
+                # windows end at the same batch on all ranks) but accumulates
+                # only its own: batch b belongs to rank b % size.
+                if self.batch % self.dist.size == self.dist.rank:
+                    arrays = make_batch(self.data.train, indices, c.batching,
+                                        c.input, V)
+                    self.acc.accumulate(*arrays)
                 self._window_time += time.time() - t0
                 n = len(indices)
                 tokens = int(lengths[np.asarray(indices)].sum()) + n
@@ -876,7 +909,9 @@ class Trainer(object):
                     status = self._do_update()
                     if status:
                         return status
-                if self._interrupted:
+                    if self.dist.size > 1 and self._stop_requested():
+                        return self._interrupt()   # all ranks, same window
+                if self._interrupted and self.dist.size == 1:
                     return self._interrupt()
             # end of epoch: the partial window, then validation
             last_epoch = self.epoch == c.epochs - 1
@@ -896,10 +931,16 @@ class Trainer(object):
                 status = self._validate(scheduled=True)
                 if status:
                     return status
-            if self._interrupted:
+            if self._stop_requested():
                 return self._interrupt()
         self.save_checkpoint()
         return "finished"
+
+    def _stop_requested(self):
+        """Ctrl-C seen (by any rank: all ranks stop at the same point)."""
+        if self.dist.size == 1:
+            return self._interrupted
+        return self.dist.any_true(self._interrupted)
 
     def _drop_window(self):
         """Zero the accumulators and counters of a half-full window."""
@@ -1048,6 +1089,8 @@ class Trainer(object):
         return status
 
     def _plot(self):
+        if not self.dist.is_root:
+            return
         from .plotting import plot_curves, read_metrics
         plot_curves(read_metrics(self.metrics_path), self.curves_path,
                     title="%s (V=%d, H=%d)" % (os.path.basename(
@@ -1063,6 +1106,10 @@ class Trainer(object):
                  % (self.update, self.epoch + 1, self.batch,
                     self.checkpoint_path))
         return "interrupted"
+
+
+def _silent(*args, **kwargs):
+    """The log of ranks other than 0."""
 
 
 def train(config, log=print, on_update=None):

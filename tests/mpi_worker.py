@@ -1,0 +1,148 @@
+"""One training run of a tiny fixed problem, single-process or under mpirun.
+
+Run by ``tests/test_distributed.py`` (not collected by pytest itself)::
+
+    python tests/mpi_worker.py OUT_PREFIX --mode single --normalize samples
+    mpirun -n 2 ... python tests/mpi_worker.py OUT_PREFIX --mode dist ...
+
+with ``THEANO_FLAGS=floatX=float64``.  Both modes go through
+:class:`lstm_accum.distributed.Distributed` exactly as a training loop does
+(``wrap``, ``shard``, ``apply``), on the same windows of the same sentences;
+``single`` never imports mpi4py.  Each rank writes ``OUT_PREFIX.rank<r>.npz``
+with its final parameters, the per-window apply results and the outcome of
+checks that need MPI (allreduce against a numpy sum of every rank's local
+accumulators, the parameter broadcast, ``broadcast_arrays`` of mixed dtypes,
+resuming with another number of ranks).
+"""
+import argparse
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from lstm_accum.backend import theano, lasagne  # noqa: E402
+from lstm_accum.accumulator import GradientAccumulator  # noqa: E402
+from lstm_accum.distributed import Distributed, SIZE_KEY  # noqa: E402
+from lstm_accum.exceptions import IncompatibleStateError  # noqa: E402
+from lstm_accum.model import build_model  # noqa: E402
+
+V, H = 11, 4
+#: Sentences per window: odd and unequal, so the shares of 2 ranks differ.
+WINDOWS = (5, 4, 3)
+#: (window, position) of a sentence whose input holds a NaN: the guard must
+#: skip it on whichever rank holds it, and the skip count must be summed.
+NAN_SENTENCE = (1, 2)
+
+
+def corpus():
+    """The fixed windows: lists of (X one-hot (1, T, V), y int32 (T,))."""
+    rng = np.random.RandomState(1234)
+    windows = []
+    for w, n in enumerate(WINDOWS):
+        window = []
+        for i in range(n):
+            words = rng.randint(3, V, size=rng.randint(1, 6))
+            ids = np.concatenate([[1], words])            # <s> w1 .. wn
+            y = np.concatenate([words, [2]]).astype(np.int32)  # w1 .. </s>
+            X = np.zeros((1, len(ids), V), dtype=theano.config.floatX)
+            X[0, np.arange(len(ids)), ids] = 1
+            if (w, i) == NAN_SENTENCE:
+                X[0, 0, 0] = np.nan
+            window.append((X, y))
+        windows.append(window)
+    return windows
+
+
+def check_broadcast_arrays(dist):
+    """broadcast_arrays of mixed dtypes and shapes equals the root's dict."""
+    expected = {
+        "text": np.array("h\u00e9llo"),
+        "count": np.array(7, dtype=np.int64),
+        "matrix": np.arange(6, dtype=np.float32).reshape(2, 3) / 7,
+        "empty": np.zeros((0, 3)),
+        "bools": np.array([True, False, True]),
+    }
+    sent = expected if dist.is_root else {"junk": np.ones(2)}
+    got = dist.broadcast_arrays(sent)
+    return (list(got) == list(expected) and all(
+        got[k].dtype == v.dtype and got[k].shape == v.shape and
+        np.array_equal(got[k], v) for k, v in expected.items()))
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("out")
+    parser.add_argument("--mode", choices=["single", "dist"], required=True)
+    parser.add_argument("--normalize", default="samples")
+    args = parser.parse_args()
+    assert theano.config.floatX == "float64", "run with floatX=float64"
+
+    dist = Distributed(enabled=args.mode == "dist")
+    # Different initial weights on every rank: only the broadcast from rank
+    # 0 can make them equal.
+    model = build_model(V, H, seed=1 + dist.rank)
+    acc = GradientAccumulator(model.loss(), model.params, model.inputs,
+                              normalize=args.normalize,
+                              num_tokens=model.num_tokens(),
+                              update=lasagne.updates.adagrad,
+                              learning_rate=0.1)
+    record = {"rank": np.array(dist.rank), "size": np.array(dist.size)}
+    record["first_param"] = np.array(model.params[0].name)
+    record["init_before_wrap"] = model.params[0].get_value().copy()
+    acc = dist.wrap(acc)
+    record["init_after_wrap"] = model.params[0].get_value().copy()
+
+    results = []
+    for w, window in enumerate(corpus()):
+        for X, y in dist.shard(window):
+            acc.accumulate(X, y)
+        if w == 0 and dist.enabled:
+            # Check the allreduce against numpy: gather every rank's local
+            # accumulators and counters with plain mpi4py, sum them here.
+            local = [v.get_value().copy() for v in acc.accumulators]
+            local.append(np.array([acc.samples, acc.tokens, acc.skipped],
+                                  dtype=np.float64))
+            gathered = []
+            for value in local:
+                flat = np.ascontiguousarray(value, dtype=np.float64).ravel()
+                out = np.empty((dist.size, flat.size))
+                dist.comm.Allgather(flat, out)
+                gathered.append(out.sum(axis=0))
+            stats = acc.allreduce()
+            reduced = [v.get_value().ravel() for v in acc.accumulators]
+            reduced.append(np.array([acc.samples, acc.tokens, acc.skipped],
+                                    dtype=np.float64))
+            record["allreduce_max_rel"] = np.array(max(
+                np.max(np.abs(r - g) / np.maximum(np.abs(g), 1e-300))
+                for r, g in zip(reduced, gathered)))
+            record["allreduce_bytes"] = np.array(stats.bytes)
+            record["expected_bytes"] = np.array(
+                8 * (sum(p.get_value().size for p in model.params) + 4))
+            result = acc.accumulator.apply()   # already reduced
+        else:
+            result = acc.apply()
+        results.append([float(x) for x in result])
+    record["results"] = np.array(results)
+    for p in model.params:
+        record["param/" + p.name] = p.get_value()
+
+    if dist.enabled:
+        record["broadcast_arrays_ok"] = np.array(check_broadcast_arrays(dist))
+        state = acc.state()
+        record["state_size"] = np.array(state[SIZE_KEY])
+        acc.load_state(state)          # same number of ranks: accepted
+        wrong = dict(state)
+        wrong[SIZE_KEY] = np.array(dist.size + 1)
+        try:
+            acc.load_state(wrong)
+            record["wrong_size_error"] = np.array("")
+        except IncompatibleStateError as err:
+            record["wrong_size_error"] = np.array(str(err))
+    record["mpi_imported"] = np.array("mpi4py" in sys.modules)
+    np.savez("%s.rank%d.npz" % (args.out, dist.rank), **record)
+
+
+if __name__ == "__main__":
+    main()
