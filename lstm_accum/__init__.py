@@ -28,6 +28,10 @@ from .iterators import (plan_epoch, make_batch, iterate_sentences,
 from .model import build_model, LanguageModel
 from .evaluation import (perplexity, score_corpus, unigram_perplexity)
 from .sampling import sample_sentences
+from .checkpoint import save_checkpoint, load_checkpoint
+from .train import TrainConfig, Trainer, train, load_model
+from .distributed import Distributed, DistributedAccumulator, shard_indices
+from . import blas, scan_ext  # noqa: F401  (lstm_accum.blas.coretype_hint)
 
 __version__ = "0.1.0"
 
@@ -39,6 +43,9 @@ __all__ = [
     "iterate_padded",
     "build_model", "LanguageModel",
     "perplexity", "score_corpus", "unigram_perplexity", "sample_sentences",
+    "save_checkpoint", "load_checkpoint",
+    "TrainConfig", "Trainer", "train", "load_model",
+    "Distributed", "DistributedAccumulator", "shard_indices",
     "LstmAccumError", "InputError", "NonFiniteError",
     "IncompatibleStateError", "CheckpointError",
 ]

@@ -227,6 +227,11 @@ class TrainCommand(object):
     def run(cls, args):
         from .train import Trainer
         config = cls.config_from_args(args)
+        from .blas import coretype_hint
+        hint = coretype_hint()
+        if hint:
+            # Only advice: the user decides whether to set OPENBLAS_CORETYPE.
+            sys.stderr.write(PROG + ": note: " + hint + "\n")
         trainer = Trainer(config, log=_print)
         result = trainer.run()
         if result.status == "interrupted":
