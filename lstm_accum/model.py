@@ -32,7 +32,10 @@ softmax on top of it, so ``lasagne.layers.get_output(model.output_layer)``
 gives probabilities exactly like the question's ``DenseLayer(V, softmax)``.
 The loss never takes ``log(softmax(x))``: it is
 ``logsumexp(z) - z[target]`` with the maximum subtracted first, finite for
-any finite logits.
+any finite logits, computed by Theano's fused
+``crossentropy_softmax_argmax_1hot_with_bias`` (whose gradient reuses the
+forward softmax); :meth:`LanguageModel.log_probs` gives the same
+log-probabilities through :func:`stable_log_softmax`.
 """
 from collections import OrderedDict
 
@@ -233,14 +236,26 @@ class _IdInputMixin(object):
         input_shape = input_shapes[0]
         return input_shape[0], input_shape[1], self.num_units
 
-    def _sequences(self, ids, mask, W_in_stacked, b_stacked):
+    @staticmethod
+    def _lookup(W_in_gates, ids):
+        """Rows ``W_in_stacked[ids]`` of the stacked input weights.
+
+        Each gate's ``(V, H)`` matrix is looked up on its own and the small
+        ``(N, H)`` results are joined: stacking the gate matrices first
+        would copy the whole ``(V, G)`` matrix at every call, and split its
+        ``(V, G)`` gradient back at every call.  The numbers are the same.
+        ``ids`` is a vector: Theano then uses AdvancedSubtensor1 /
+        AdvancedIncSubtensor1, which have C implementations (a matrix index
+        would not).
+        """
+        return T.concatenate([W[ids] for W in W_in_gates], axis=1)
+
+    def _sequences(self, ids, mask, W_in_gates, b_stacked):
         """Scan sequences (time-major): precomputed rows, or the ids."""
         ids = ids.dimshuffle(1, 0)
         if self.precompute_input:
-            # One row lookup for all steps, (T, B, G).  A vector index keeps
-            # Theano on AdvancedSubtensor1/AdvancedIncSubtensor1, which have
-            # C implementations (a matrix index would not).
-            rows = W_in_stacked[ids.flatten()]
+            # One row lookup for all steps, (T, B, G).
+            rows = self._lookup(W_in_gates, ids.flatten())
             input = rows.reshape((ids.shape[0], ids.shape[1],
                                   rows.shape[1])) + b_stacked
         else:
@@ -250,10 +265,10 @@ class _IdInputMixin(object):
             sequences.append(mask.dimshuffle(1, 0, 'x'))
         return sequences
 
-    def _input_n(self, input_n, W_in_stacked, b_stacked):
+    def _input_n(self, input_n, W_in_gates, b_stacked):
         if self.precompute_input:
             return input_n
-        return W_in_stacked[input_n] + b_stacked
+        return self._lookup(W_in_gates, input_n) + b_stacked
 
 
 class IdLSTMLayer(_IdInputMixin, L.LSTMLayer):
@@ -292,13 +307,16 @@ class IdLSTMLayer(_IdInputMixin, L.LSTMLayer):
         ids = inputs[0]
         mask = inputs[1] if len(inputs) > 1 else None
         num_batch = ids.shape[0]
-        W_in_stacked, W_hid_stacked, b_stacked = lstm_stacked_params(self)
-        sequences = self._sequences(ids, mask, W_in_stacked, b_stacked)
+        _, W_hid_stacked, b_stacked = lstm_stacked_params(self)
+        W_in_gates = [self.W_in_to_ingate, self.W_in_to_forgetgate,
+                      self.W_in_to_cell, self.W_in_to_outgate]
+        sequences = self._sequences(ids, mask, W_in_gates, b_stacked)
 
         def step(input_n, cell_previous, hid_previous, W_hid_stacked,
                  W_cell_to_ingate, W_cell_to_forgetgate, W_cell_to_outgate,
-                 W_in_stacked, b_stacked):
-            input_n = self._input_n(input_n, W_in_stacked, b_stacked)
+                 W_in_i, W_in_f, W_in_c, W_in_o, b_stacked):
+            input_n = self._input_n(input_n, [W_in_i, W_in_f, W_in_c,
+                                              W_in_o], b_stacked)
             return list(lstm_step(self, input_n, cell_previous, hid_previous,
                                   W_hid_stacked, W_cell_to_ingate,
                                   W_cell_to_forgetgate, W_cell_to_outgate))
@@ -317,9 +335,9 @@ class IdLSTMLayer(_IdInputMixin, L.LSTMLayer):
         else:
             non_seqs += [(), (), ()]
         if self.precompute_input:
-            non_seqs += [(), ()]
+            non_seqs += [(), (), (), (), ()]
         else:
-            non_seqs += [W_in_stacked, b_stacked]
+            non_seqs += W_in_gates + [b_stacked]
 
         cell_out, hid_out = theano.scan(
             fn=step_masked if mask is not None else step,
@@ -369,12 +387,15 @@ class IdGRULayer(_IdInputMixin, L.GRULayer):
         ids = inputs[0]
         mask = inputs[1] if len(inputs) > 1 else None
         num_batch = ids.shape[0]
-        W_in_stacked, W_hid_stacked, b_stacked = gru_stacked_params(self)
-        sequences = self._sequences(ids, mask, W_in_stacked, b_stacked)
+        _, W_hid_stacked, b_stacked = gru_stacked_params(self)
+        W_in_gates = [self.W_in_to_resetgate, self.W_in_to_updategate,
+                      self.W_in_to_hidden_update]
+        sequences = self._sequences(ids, mask, W_in_gates, b_stacked)
 
-        def step(input_n, hid_previous, W_hid_stacked, W_in_stacked,
-                 b_stacked):
-            input_n = self._input_n(input_n, W_in_stacked, b_stacked)
+        def step(input_n, hid_previous, W_hid_stacked, W_in_r, W_in_u,
+                 W_in_h, b_stacked):
+            input_n = self._input_n(input_n, [W_in_r, W_in_u, W_in_h],
+                                    b_stacked)
             return gru_step(self, input_n, hid_previous, W_hid_stacked)
 
         def step_masked(input_n, mask_n, hid_previous, *args):
@@ -383,9 +404,9 @@ class IdGRULayer(_IdInputMixin, L.GRULayer):
 
         non_seqs = [W_hid_stacked]
         if self.precompute_input:
-            non_seqs += [(), ()]
+            non_seqs += [(), (), (), ()]
         else:
-            non_seqs += [W_in_stacked, b_stacked]
+            non_seqs += W_in_gates + [b_stacked]
 
         hid_out = theano.scan(
             fn=step_masked if mask is not None else step,
@@ -509,22 +530,25 @@ class LanguageModel(object):
         one dropout draw)."""
         key = bool(deterministic)
         if key not in self._expressions:
-            logits = L.get_output(self.logits_layer, deterministic=key)
-            # log p(y) = (z_y - m) - log sum exp(z - m), m = max z: finite
-            # for any finite logits.  m is a constant for differentiation
-            # (the result does not depend on it).
-            m = theano.gradient.zero_grad(T.max(logits, axis=1,
-                                                keepdims=True))
-            shifted = logits - m
-            log_norm = T.log(T.sum(T.exp(shifted), axis=1))
-            log_probs = shifted - log_norm.dimshuffle(0, "x")
+            dense = self.logits_layer
+            features = L.get_output(dense.input_layer, deterministic=key)
+            logits = dense.get_output_for(features)
+            log_probs = stable_log_softmax(logits)
             targets = self.target_var.flatten()
-            # Pick z_y through a flat vector index: Theano then uses
-            # AdvancedSubtensor1 / AdvancedIncSubtensor1 (C code) instead of
-            # the generic two-index AdvancedSubtensor (Python).
-            rows = T.arange(targets.shape[0])
-            picked = shifted.flatten()[rows * shifted.shape[1] + targets]
-            nll = log_norm - picked
+            # The loss uses Theano's fused op: one pass per row computes
+            # nll = m + log(sum(exp(z - m))) - z_y with m = max z (finite for
+            # any finite logits) and keeps the softmax, which its gradient
+            # (softmax - onehot(y)) reuses.  Written out by hand, the same
+            # maths costs a max, an exp, sums and a second softmax in the
+            # gradient.  The bias is fused in too when the output layer is
+            # the linear DenseLayer built here.
+            if (isinstance(dense, L.DenseLayer) and dense.b is not None
+                    and dense.nonlinearity is lasagne.nonlinearities.linear
+                    and features.ndim == 2):
+                nll = T.nnet.crossentropy_softmax_argmax_1hot_with_bias(
+                    T.dot(features, dense.W), dense.b, targets)[0]
+            else:
+                nll = T.nnet.crossentropy_softmax_1hot(logits, targets)[0]
             if self.mask_var is not None:
                 nll = nll * self.mask_var.flatten()
             self._expressions[key] = (logits, log_probs, nll)

@@ -399,3 +399,79 @@ def test_onehot_and_ids_same_parameters_after_a_window():
                                    atol=1e-14, err_msg=name)
     moved = [n for n in onehot if not np.array_equal(onehot[n], before[n])]
     assert "lstm1.W_in_to_ingate" in moved and "softmax.W" in moved
+
+
+# -- the id lookup without precomputation, and the fused training loss -------
+
+@pytest.mark.parametrize("pair", ["lstm_mask_pair", "gru_stack_pair"])
+def test_ids_without_precompute_input_equal_onehot(pair, request):
+    """The per-step lookup (``precompute_input=False``) computes the same
+    outputs and gradients as the one-hot network with the same weights."""
+    (onehot, f_onehot), _ = request.getfixturevalue(pair)
+    config = onehot.config
+    with float64():
+        ids = build_model(V, H, num_layers=config["num_layers"], input="ids",
+                          batching=config["batching"], cell=config["cell"],
+                          dropout=config["dropout"], seed=1,
+                          recurrent_kwargs={"precompute_input": False})
+        assert not ids.recurrent_layers[0].precompute_input
+        L.set_all_param_values(ids.output_layer,
+                               L.get_all_param_values(onehot.output_layer))
+        f_ids = _grad_function(ids)
+    X = np.array([[1, 3, 4], [1, 9, 10]], np.int32)
+    y = np.array([[3, 4, 2], [9, 10, 2]], np.int32)
+    extra = [np.array([[1, 1, 1], [1, 1, 0]], np.float64)] \
+        if ids.mask_var is not None else []
+    out_ids = f_ids(X, y, *extra)
+    out_onehot = f_onehot(np.eye(V)[X], y, *extra)[:len(out_ids)]
+    _compare(out_onehot, out_ids)
+
+
+def test_training_loss_matches_log_probs_and_softmax_gradient(lstm_mask_pair):
+    """The fused training loss (Theano's crossentropy op) agrees with the
+    separately written stable log-softmax: loss = -sum of the target
+    log-probabilities over unmasked tokens, and its gradient with respect to
+    the output bias is sum over unmasked tokens of softmax - onehot(y)."""
+    _, (ids, f_ids) = lstm_mask_pair
+    X = np.array([[1, 3, 4, 7], [1, 5, 0, 0]], np.int32)
+    y = np.array([[3, 4, 7, 2], [5, 2, 0, 0]], np.int32)
+    mask = np.array([[1, 1, 1, 1], [1, 1, 0, 0]], np.float64)
+    out = f_ids(X, y, mask)
+    log_probs, loss = out[0], out[1]
+    grads = dict(zip([p.name for p in ids.params], out[2:]))
+    m, t = mask.ravel(), y.ravel()
+    rows = np.arange(t.size)
+    np.testing.assert_allclose(loss, -(log_probs[rows, t] * m).sum(),
+                               rtol=1e-12)
+    expected = ((np.exp(log_probs) - np.eye(V)[t]) * m[:, None]).sum(axis=0)
+    np.testing.assert_allclose(grads["softmax.b"], expected, rtol=1e-10,
+                               atol=1e-14)
+
+
+def test_training_graph_is_fused_and_never_stacks_input_weights():
+    """Performance contract of the id model's training graph: one fused
+    softmax-crossentropy op (no separate softmax for the gradient), and the
+    (V, H) input weights are looked up gate by gate, never joined into a
+    (V, 4H) matrix (whose gradient would then be split back every call)."""
+    model = build_model(V, H, input="ids", batching="bucket", seed=0)
+    loss = model.loss()
+    f = theano.function(model.inputs,
+                        [loss] + theano.grad(loss, model.params))
+    nodes = f.maker.fgraph.toposort()
+    names = [type(n.op).__name__ for n in nodes]
+    assert names.count("CrossentropySoftmaxArgmax1HotWithBias") == 1
+    assert names.count("CrossentropySoftmax1HotWithBiasDx") == 1
+    assert "Softmax" not in names and "SoftmaxWithBias" not in names
+    joined = [x.name for n in nodes if type(n.op).__name__ == "Join"
+              for x in n.inputs]
+    assert "lstm1.W_hid_to_ingate" in joined  # (H, 4H): small, still stacked
+    assert not [name for name in joined
+                if name and name.startswith("lstm1.W_in_to_")]
+    lookups = [n.inputs[0].name for n in nodes
+               if type(n.op).__name__ == "AdvancedSubtensor1"]
+    assert sorted(lookups) == sorted(
+        "lstm1.W_in_to_" + g for g in ("ingate", "forgetgate", "cell",
+                                       "outgate"))
+    out = f(np.array([[1, 3], [1, 4]], np.int32),
+            np.array([[3, 2], [4, 2]], np.int32))
+    assert all(np.all(np.isfinite(o)) for o in out)
