@@ -4,6 +4,7 @@ Run from the repository root::
 
     .venv/bin/python benchmarks/accumulator_vs_question.py
     .venv/bin/python benchmarks/accumulator_vs_question.py --units 256 --window 16
+    .venv/bin/python benchmarks/accumulator_vs_question.py --variants
 
 The question's network (float32): one-hot input ``(1, T, V)`` ->
 ``LSTMLayer(H, grad_clipping=5)`` -> ``SliceLayer(l, 0, 0)`` -> softmax
@@ -128,7 +129,7 @@ def median_range(xs):
 
 
 def main(vocab=VOCAB, units=UNITS, window=WINDOW, repeats=REPEATS,
-         seed=SEED):
+         seed=SEED, variants=False):
     from lstm_accum.backend import theano, lasagne, describe
     from lstm_accum.accumulator import GradientAccumulator
     dtype = theano.config.floatX
@@ -149,6 +150,22 @@ def main(vocab=VOCAB, units=UNITS, window=WINDOW, repeats=REPEATS,
                               update=lasagne.updates.adagrad,
                               learning_rate=LR, vocab_size=vocab)
     t_a = time.time() - t0
+    extra = []
+    if variants:
+        # The accumulator as it was before AccumulateIfFinite: a
+        # switch(ok, acc + g, acc) graph per parameter, buffers freed.
+        old = (GradientAccumulator.cpu_inplace_add,
+               GradientAccumulator.keep_buffers)
+        GradientAccumulator.cpu_inplace_add = False
+        GradientAccumulator.keep_buffers = False
+        try:
+            extra.append(("acc-switch", GradientAccumulator(
+                loss, params, [X, y], normalize="samples",
+                update=lasagne.updates.adagrad, learning_rate=LR,
+                vocab_size=vocab)))
+        finally:
+            (GradientAccumulator.cpu_inplace_add,
+             GradientAccumulator.keep_buffers) = old
     print("# compile: question %.1f s, accumulator %.1f s (Theano cache "
           "state decides; excluded below)" % (t_q, t_a))
 
@@ -182,7 +199,7 @@ def main(vocab=VOCAB, units=UNITS, window=WINDOW, repeats=REPEATS,
     # Interleaved call by call (order alternating), so that both approaches
     # see the same load on a shared machine; the paired ratios (question
     # time / accumulator time of the same sentence) are the robust figure.
-    approaches = [("question", question), ("accumulator", acc)]
+    approaches = [("question", question), ("accumulator", acc)] + extra
     timings = {name: ([], []) for name, _ in approaches}
     cpu = {name: ([], []) for name, _ in approaches}
     for r in range(repeats):
@@ -209,11 +226,15 @@ def main(vocab=VOCAB, units=UNITS, window=WINDOW, repeats=REPEATS,
         print("%-18s %-30s %-30s" % (
             name + " cpu", "%8.2f ms" % (np.median(cpu[name][0]) * 1e3),
             "%8.2f ms" % (np.median(cpu[name][1]) * 1e3)))
-    ratios = [np.median(np.asarray(timings["question"][k]) /
-                        np.asarray(timings["accumulator"][k]))
-              for k in (0, 1)]
-    print("%-18s %-30s %-30s" % ("question/acc wall", "%.2fx (paired ratios)"
-                                 % ratios[0], "%.2fx" % ratios[1]))
+    for name, _ in approaches[1:]:
+        ratios = [np.median(np.asarray(timings["question"][k]) /
+                            np.asarray(timings[name][k]))
+                  for k in (0, 1)]
+        label = "question/acc" if name == "accumulator" else \
+            "question/" + name
+        print("%-18s %-30s %-30s" % (label + " wall", "%.2fx (paired "
+                                     "ratios)" % ratios[0],
+                                     "%.2fx" % ratios[1]))
     qa, aa = (np.median(timings[n][0]) for n in ("question", "accumulator"))
     qp, ap = (np.median(timings[n][1]) for n in ("question", "accumulator"))
     window_q = qa * window + qp
@@ -245,5 +266,9 @@ if __name__ == "__main__":
     parser.add_argument("--window", type=int, default=WINDOW)
     parser.add_argument("--repeats", type=int, default=REPEATS)
     parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument("--variants", action="store_true",
+                        help="also time the accumulator with the switch "
+                        "graph it used before AccumulateIfFinite")
     args = parser.parse_args()
-    main(args.vocab, args.units, args.window, args.repeats, args.seed)
+    main(args.vocab, args.units, args.window, args.repeats, args.seed,
+         args.variants)

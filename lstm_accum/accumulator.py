@@ -15,6 +15,11 @@
 
 Extra memory is the accumulators plus the update rule's own state, whatever
 the number of samples accumulated.
+
+On the CPU, ``accumulate`` adds with one op, :class:`AccumulateIfFinite`:
+a finiteness check, then numpy's in-place add into the accumulators (views
+of the unsplit gradient where Theano would ``Split`` it); on other devices
+it is a ``switch(ok, acc + g, acc)`` graph. Both give the same sums.
 """
 import collections
 import inspect
@@ -27,7 +32,7 @@ from .backend import theano, T, lasagne
 from .exceptions import InputError, NonFiniteError, IncompatibleStateError
 
 __all__ = ["GradientAccumulator", "AccumulateResult", "ApplyResult",
-           "NORMALIZE_CHOICES"]
+           "NORMALIZE_CHOICES", "AccumulateIfFinite"]
 
 logger = logging.getLogger("lstm_accum")
 
@@ -145,6 +150,162 @@ class SquaredNorm(theano.Op):
         return [[False] for _ in node.inputs]
 
 
+class AccumulateIfFinite(theano.Op):
+    """Add one call's gradients into the accumulators, in place, if finite.
+
+    Inputs: the call's loss, the ``n`` accumulators (destroyed: updated in
+    place), then the source tensors. Outputs: a bool scalar ``ok`` (the loss
+    and every source are finite) and the ``n`` accumulators. When ``ok`` is
+    False the accumulators are not touched (bit-identical); otherwise each
+    gets ``acc += g`` with numpy's in-place add, one vectorised pass, where a
+    graph ``switch(ok, acc + g, acc)`` costs a scalar C loop per element.
+
+    ``spec`` gives, per accumulator, where its gradient is:
+    ``(source, -1, -1, -1)`` -- the whole source tensor ``source``;
+    ``(source, axis, sizes, part)`` -- part ``part`` of the source cut along
+    ``axis`` by the int vector source ``sizes`` (Theano's ``Split``, the
+    gradient of ``concatenate``; Lasagne's LSTM joins its gate weights).
+    Adding strided views of the unsplit gradient skips ``Split``'s copies.
+
+    Built with ``inplace=False`` (it then works on copies); the registered
+    optimizer ``lstm_accum_inplace_accumulate`` swaps in ``inplace=True``.
+
+    The finiteness test is :class:`AllFinite`'s (a BLAS squared norm per
+    source). CPU only: a Python op would copy device arrays to the host.
+    """
+
+    __props__ = ("spec", "inplace")
+
+    def __init__(self, spec, inplace=False):
+        self.spec = tuple(tuple(int(v) for v in s) for s in spec)
+        self.inplace = bool(inplace)
+        n = len(self.spec)
+        if self.inplace:
+            self.destroy_map = dict((1 + i, [1 + i]) for i in range(n))
+
+    def make_node(self, loss, *rest):
+        n = len(self.spec)
+        loss = T.as_tensor_variable(loss)
+        rest = [T.as_tensor_variable(t) for t in rest]
+        accs, sources = rest[:n], rest[n:]
+        for acc, (src, axis, sizes, part) in zip(accs, self.spec):
+            if axis < 0 and sources[src].type != acc.type:
+                raise TypeError("source %r has type %s, accumulator %r %s" %
+                                (sources[src], sources[src].type, acc,
+                                 acc.type))
+            if axis >= 0 and sources[src].dtype != acc.dtype:
+                raise TypeError("split source dtype %s != accumulator %s" %
+                                (sources[src].dtype, acc.dtype))
+        return theano.Apply(self, [loss] + accs + sources,
+                            [T.TensorType("bool", ())()] +
+                            [a.type() for a in accs])
+
+    def perform(self, node, inputs, output_storage):
+        n = len(self.spec)
+        loss, accs, sources = inputs[0], inputs[1:1 + n], inputs[1 + n:]
+        float_sources = set(src for src, _, _, _ in self.spec)
+        if not self.inplace:
+            accs = [np.array(a) for a in accs]
+        ok = bool(np.isfinite(loss))
+        if ok:
+            for k in sorted(float_sources):
+                flat = sources[k].ravel()
+                if not np.isfinite(np.dot(flat, flat)):
+                    ok = False
+                    break
+        if ok:
+            for acc, (src, axis, sizes, part) in zip(accs, self.spec):
+                g = sources[src]
+                if axis >= 0:
+                    cuts = sources[sizes]
+                    start = int(np.sum(cuts[:part]))
+                    index = [slice(None)] * g.ndim
+                    index[axis] = slice(start, start + int(cuts[part]))
+                    g = g[tuple(index)]
+                if g.shape != acc.shape:
+                    raise ValueError("gradient of shape %s for an accumulator"
+                                     " of shape %s" % (g.shape, acc.shape))
+                np.add(acc, g, out=acc)
+        output_storage[0][0] = np.asarray(ok, dtype="bool")
+        for i, acc in enumerate(accs):
+            output_storage[1 + i][0] = acc
+
+    def infer_shape(self, node, shapes):
+        n = len(self.spec)
+        return [()] + list(shapes[1:1 + n])
+
+    def grad(self, inputs, output_grads):
+        return [theano.gradient.DisconnectedType()() for _ in inputs]
+
+    def connection_pattern(self, node):
+        return [[False] * len(node.outputs) for _ in node.inputs]
+
+
+@theano.gof.local_optimizer([AccumulateIfFinite])
+def _inplace_accumulate(node):
+    """Make :class:`AccumulateIfFinite` update its accumulators in place
+    (a graph may not contain in-place ops; optimizers introduce them, and
+    Theano's destroy handler refuses them where unsafe)."""
+    if isinstance(node.op, AccumulateIfFinite) and not node.op.inplace:
+        return AccumulateIfFinite(node.op.spec, inplace=True)(
+            *node.inputs, return_list=True)
+    return False
+
+
+theano.compile.optdb.register(
+    "lstm_accum_inplace_accumulate",
+    theano.gof.TopoOptimizer(
+        _inplace_accumulate,
+        failure_callback=theano.gof.TopoOptimizer.warn_inplace),
+    60, "fast_run", "inplace")
+
+
+def _accumulate_spec(accs, grads):
+    """Inputs of :class:`AccumulateIfFinite`: (spec, sources).
+
+    A gradient that is an output of a ``Split`` whose every output is the
+    gradient of one of ``accs`` (and of the accumulator's dtype) is read as
+    a view of the unsplit tensor; any other gradient is cast to its
+    accumulator's dtype and added whole.
+    """
+    parts = collections.defaultdict(dict)
+    for i, (acc, g) in enumerate(zip(accs, grads)):
+        node = g.owner
+        if node is not None and isinstance(node.op, T.Split) and \
+                g.dtype == acc.dtype and g.broadcastable == acc.broadcastable:
+            parts[node][node.outputs.index(g)] = i
+    split_of = {}
+    for node, by_part in parts.items():
+        axis = node.inputs[1]
+        try:
+            axis = int(T.get_scalar_constant_value(axis))
+        except T.NotScalarConstantError:
+            continue
+        x = node.inputs[0]
+        if axis < 0:
+            axis += x.ndim
+        if len(by_part) == len(node.outputs) and 0 <= axis < x.ndim:
+            for part, i in by_part.items():
+                split_of[i] = (node, axis, part)
+    sources, position, spec = [], {}, []
+
+    def source(var):
+        if var not in position:
+            position[var] = len(sources)
+            sources.append(var)
+        return position[var]
+
+    for i, (acc, g) in enumerate(zip(accs, grads)):
+        if i in split_of:
+            node, axis, part = split_of[i]
+            spec.append((source(node.inputs[0]), axis,
+                         source(node.inputs[2]), part))
+        else:
+            g = T.patternbroadcast(T.cast(g, acc.dtype), acc.broadcastable)
+            spec.append((source(g), -1, -1, -1))
+    return tuple(spec), sources
+
+
 def _on_cpu():
     return theano.config.device.startswith("cpu")
 
@@ -165,6 +326,20 @@ def _all_finite(tensors):
     for t in tensors[1:]:
         ok = ok & _isfinite(T.sum(t))
     return ok
+
+
+def _compile_mode(keep_buffers):
+    """Theano's default mode, with the linker keeping intermediate buffers
+    between calls when ``keep_buffers`` (``allow_gc=False`` for the
+    accumulate function only): the large gradient temporaries then are not freed and
+    allocated again (with fresh page faults) at every call. Any other mode
+    (a user's DebugMode, a non-VM linker) is returned unchanged."""
+    mode = theano.compile.mode.get_default_mode()
+    linker = getattr(mode, "linker", None)
+    if keep_buffers and type(mode) is theano.compile.mode.Mode and \
+            isinstance(linker, theano.gof.vm.VM_Linker) and linker.allow_gc:
+        return mode.clone(link_kwargs={"allow_gc": False})
+    return mode
 
 
 def _check_learning_rate(value):
@@ -288,6 +463,16 @@ class GradientAccumulator(object):
     ...     if acc.samples >= 1024:
     ...         acc.apply()
     """
+
+    #: On the CPU, add gradients with :class:`AccumulateIfFinite` (in place,
+    #: numpy) rather than a ``switch(ok, acc + g, acc)`` graph. Read when
+    #: the functions are compiled; the results are the same.
+    cpu_inplace_add = True
+    #: Keep ``accumulate``'s intermediate buffers between calls (Theano
+    #: ``allow_gc=False`` for that function only): the gradient temporaries
+    #: are not reallocated at every call; resident memory stays at the
+    #: call's peak. ``apply`` (once per window) frees its temporaries.
+    keep_buffers = True
 
     def __init__(self, loss, params, inputs, normalize=None,
                  update=lasagne.updates.adagrad, learning_rate=0.005,
@@ -445,11 +630,21 @@ class GradientAccumulator(object):
         # A NaN or Inf element makes a reduction of that gradient non-finite,
         # so one pass per parameter detects it (on the CPU a numpy dot
         # product reading the arrays in place, see AllFinite).
-        ok = _isfinite(loss) & _all_finite(grads)
         updates = collections.OrderedDict()
-        for acc, g in zip(self.accumulators, grads):
-            # switch, not acc + ok * g: NaN * 0 is NaN.
-            updates[acc] = T.switch(ok, acc + T.cast(g, acc.dtype), acc)
+        if _on_cpu() and self.cpu_inplace_add:
+            # One op checks and adds in place (numpy add on strided views
+            # of the unsplit gradients); see AccumulateIfFinite.
+            spec, sources = _accumulate_spec(self.accumulators, grads)
+            outs = AccumulateIfFinite(spec)(loss, *(self.accumulators +
+                                                   sources))
+            ok = outs[0]
+            for acc, new in zip(self.accumulators, outs[1:]):
+                updates[acc] = new
+        else:
+            ok = _isfinite(loss) & _all_finite(grads)
+            for acc, g in zip(self.accumulators, grads):
+                # switch, not acc + ok * g: NaN * 0 is NaN.
+                updates[acc] = T.switch(ok, acc + T.cast(g, acc.dtype), acc)
         zero = T.constant(0, dtype="int64")
         added_samples = T.switch(ok, num_samples, zero)
         added_tokens = T.switch(ok, num_tokens, zero)
@@ -462,6 +657,7 @@ class GradientAccumulator(object):
         return theano.function(
             self.inputs, [loss64, added_samples, added_tokens, skipped],
             updates=updates, on_unused_input="ignore",
+            mode=_compile_mode(self.keep_buffers),
             name=self.name + "/accumulate")
 
     def _build_apply(self):

@@ -710,3 +710,120 @@ def test_reset_discards_the_window_only(dense, sgd_acc):
         acc.apply()
     for b, p in zip(before, model["params"]):
         assert np.array_equal(p.get_value(), b)
+
+
+# ----------------------------------------------------------------------
+# the CPU in-place accumulation (AccumulateIfFinite)
+def test_accumulate_if_finite_op_against_numpy():
+    """Split views and whole sources added as numpy would; nothing added
+    for a non-finite loss or source; function inputs never modified."""
+    from lstm_accum.accumulator import AccumulateIfFinite
+    spec = ((0, 1, 1, 0), (0, 1, 1, 1), (2, -1, -1, -1))
+    loss = T.dscalar("loss")
+    accs = [T.dmatrix("a0"), T.dmatrix("a1"), T.dvector("a2")]
+    x, sizes, v = T.dmatrix("x"), T.lvector("sizes"), T.dvector("v")
+    outs = AccumulateIfFinite(spec)(loss, *(accs + [x, sizes, v]))
+    fn = theano.function([loss] + accs + [x, sizes, v], outs)
+    rng = np.random.RandomState(3)
+    a = [rng.normal(size=(3, 2)), rng.normal(size=(3, 3)),
+         rng.normal(size=4)]
+    keep = [c.copy() for c in a]
+    xv, vv = rng.normal(size=(3, 5)), rng.normal(size=4)
+    ok, *new = fn(1.5, *(a + [xv, np.array([2, 3]), vv]))
+    assert ok
+    want = [keep[0] + xv[:, :2], keep[1] + xv[:, 2:], keep[2] + vv]
+    for got, w in zip(new, want):
+        assert np.array_equal(got, w)
+    for c, k in zip(a, keep):          # inputs are not destroyed
+        assert np.array_equal(c, k)
+    for bad_loss, bad_v in ((np.inf, vv), (1.0, np.where(np.arange(4) == 2,
+                                                         np.nan, vv))):
+        ok, *new = fn(bad_loss, *(a + [xv, np.array([2, 3]), bad_v]))
+        assert not ok
+        for got, k in zip(new, keep):
+            assert np.array_equal(got, k)
+    with pytest.raises(ValueError, match="shape"):
+        fn(1.0, *(a + [xv, np.array([1, 4]), vv]))
+
+
+@pytest.fixture(scope="module")
+def lstm_accs():
+    """Tiny one-hot LSTM (Lasagne joins its gate weights, so gradients are
+    Split outputs) with the in-place and the switch-graph accumulator."""
+    net = build_lstm("float64", seed=7)
+    inputs = [net["X"], net["y"], net["m"]]
+    accs = {}
+    with floatx("float64"):
+        for inplace in (True, False):
+            old = GradientAccumulator.cpu_inplace_add
+            GradientAccumulator.cpu_inplace_add = inplace
+            try:
+                accs[inplace] = GradientAccumulator(
+                    net["loss"], net["params"], inputs, normalize="samples",
+                    update=lasagne.updates.sgd, learning_rate=0.1)
+            finally:
+                GradientAccumulator.cpu_inplace_add = old
+        ref = theano.function(inputs, theano.grad(net["loss"],
+                                                  net["params"]))
+    return net, accs, ref
+
+
+def lstm_samples(seed, n, V):
+    rng = np.random.RandomState(seed)
+    eye = np.eye(V)
+    out = []
+    for _ in range(n):
+        ids = rng.randint(0, V, size=rng.randint(2, 6))
+        t = len(ids) - 1
+        out.append((eye[ids[:-1]][None], ids[1:][None].astype("int32"),
+                    np.ones((1, t))))
+    return out
+
+
+def test_inplace_accumulation_graph_has_no_copies(lstm_accs):
+    from lstm_accum.accumulator import AccumulateIfFinite
+    net, accs, _ = lstm_accs
+    if not theano.config.device.startswith("cpu"):
+        pytest.fail("this test expects the CPU device")
+    nodes = accs[True].accumulate_fn.maker.fgraph.toposort()
+    ops = [n.op for n in nodes if isinstance(n.op, AccumulateIfFinite)]
+    assert len(ops) == 1 and ops[0].inplace
+    # the gate weights' gradients are read as views of the joined gradient
+    assert any(axis >= 0 for _, axis, _, _ in ops[0].spec)
+    assert not any(isinstance(n.op, (T.Split, theano.compile.DeepCopyOp))
+                   for n in nodes)
+    # the switch graph, for comparison, has neither
+    nodes0 = accs[False].accumulate_fn.maker.fgraph.toposort()
+    assert not any(isinstance(n.op, AccumulateIfFinite) for n in nodes0)
+
+
+def test_inplace_accumulation_is_exact_and_keeps_buffers(lstm_accs):
+    """Accumulators: the running numpy sum of separately computed
+    gradients, updated in the same buffers; a NaN sample leaves them
+    bit-identical; the switch-graph accumulator agrees."""
+    net, accs, ref = lstm_accs
+    V, acc, acc0 = net["V"], accs[True], accs[False]
+    samples = lstm_samples(13, 5, V)
+    bad = (np.full_like(samples[0][0], np.nan),) + samples[0][1:]
+    buffers = [a.get_value(borrow=True, return_internal_type=True)
+               for a in acc.accumulators]
+    running = [np.zeros(p.get_value().shape) for p in net["params"]]
+    for i, s in enumerate(samples[:3] + [bad] + samples[3:]):
+        before = [a.get_value() for a in acc.accumulators]
+        r = acc.accumulate(*s)
+        acc0.accumulate(*s)
+        if i == 3:
+            assert r.skipped == 1
+            for a, b in zip(acc.accumulators, before):
+                assert np.array_equal(a.get_value(), b)
+            continue
+        running = [s_ + g for s_, g in zip(running, ref(*s))]
+        got = [a.get_value() for a in acc.accumulators]
+        assert rel_err(got, running) < 1e-12
+        assert rel_err(got, [a.get_value() for a in acc0.accumulators]) \
+            < 1e-12
+    assert all(a.get_value(borrow=True, return_internal_type=True) is b
+               for a, b in zip(acc.accumulators, buffers))
+    assert (acc.samples, acc.skipped) == (5, 1)
+    acc.reset()
+    acc0.reset()
