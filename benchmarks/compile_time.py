@@ -26,8 +26,9 @@ slower step.  Levers (``THEANO_FLAGS`` added for that lever only):
 ``O0``       ``gcc.cxxflags=-O0``
 ``nofusion`` ``optimizer_excluding=fusion`` (no fused elementwise kernels)
 ``O1nofusion`` both
-``cachefix`` the two Theano cache fixes below (proposed for
-             lstm_accum.backend); all other levers run without them
+``cachefix`` the two Theano cache fixes below (installed by
+             lstm_accum.backend at import); all other levers run without
+             them
 
 Theano 1.0.5 on Python 3 recompiles some modules in *every* process, so a
 "warm" compile is not warm: (1) ops whose ``__props__`` is empty (``Alloc``,
@@ -39,7 +40,6 @@ such module costs ~1 s of g++ and takes Theano's compile lock, which on a
 shared machine means waiting behind other processes' compilations.
 """
 import argparse
-import hashlib
 import json
 import os
 import resource
@@ -66,60 +66,30 @@ LEVERS = {
 
 
 def install_cache_fixes():
-    """Make Theano cache the modules it rebuilds in every process.
-
-    Returns
-    -------
-    bool
-        True if installed now, False if already installed.
-    """
-    from theano.gof import cc, op
-    if hasattr(cc.CLinker.cmodule_key_, "__wrapped__"):
-        return False
-    original_key = cc.CLinker.cmodule_key_
-
-    def cmodule_key_(self, fgraph, no_recycling, *args, **kwargs):
-        key = original_key(self, fgraph, no_recycling, *args, **kwargs)
-        if key is None or key[0] != ():
-            return key
-        # Unversioned: recompute the version as Theano does, but count an
-        # empty __props__ as a version (all instances are equal then).
-        version = []
-        for node in self.schedule(fgraph):
-            if hasattr(node.op, "c_code_cache_version_apply"):
-                version.append(node.op.c_code_cache_version_apply(node))
-            if hasattr(node.op, "__props__"):
-                version.append(node.op.__props__ or ("__props__=()",))
-            version.extend(v.type.c_code_cache_version()
-                           for v in node.inputs + node.outputs)
-        return (tuple(version), key[1]) if all(version) else key
-
-    original_version = op.COp.c_code_cache_version
-
-    def c_code_cache_version(self):
-        # hash() of a str changes with every process (PYTHONHASHSEED).
-        digest = hashlib.sha256(
-            "\0".join(self.func_codes).encode("utf-8")).hexdigest()
-        version = (int(digest[:15], 16),)
-        if hasattr(self, "params_type"):
-            version += (self.params_type.c_code_cache_version(),)
-        return version
-
-    cmodule_key_.__wrapped__ = original_key
-    c_code_cache_version.__wrapped__ = original_version
-    cc.CLinker.cmodule_key_ = cmodule_key_
-    op.COp.c_code_cache_version = c_code_cache_version
+    """Theano's compile-cache fixes, as ``lstm_accum.backend`` installs them
+    at import (property-less ops versioned, COp versions from sha256)."""
+    from lstm_accum import backend
+    backend._version_ops_without_props(backend.theano)
+    backend._stable_cop_version(backend.theano)
     return True
 
 
 def remove_cache_fixes():
-    """Undo :func:`install_cache_fixes` (or the same fixes made elsewhere)."""
-    from theano.gof import cc, op
-    for owner, name in ((cc.CLinker, "cmodule_key_"),
-                        (op.COp, "c_code_cache_version")):
-        wrapped = getattr(getattr(owner, name), "__wrapped__", None)
-        if wrapped is not None:
-            setattr(owner, name, wrapped)
+    """Undo :func:`install_cache_fixes`: Theano 1.0.5's own behaviour."""
+    from lstm_accum import backend
+    from theano.gof import op
+    wrapped = getattr(op.COp.c_code_cache_version, "__wrapped__", None)
+    if wrapped is not None:
+        op.COp.c_code_cache_version = wrapped
+    pending = [op.PureOp]
+    while pending:
+        cls = pending.pop()
+        for sub in cls.__subclasses__():
+            pending.append(sub)
+            if isinstance(sub.__dict__.get("__props__"), backend._EmptyProps):
+                sub.__props__ = ()
+
+
 ONE_OFF = ("lazylinker_ext", "cutils_ext", "scan_perform")
 
 
