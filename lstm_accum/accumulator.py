@@ -84,7 +84,29 @@ def _isfinite(x):
     return T.lt(abs(x), np.asarray(np.inf, dtype=x.dtype))
 
 
-class AllFinite(theano.Op):
+class _HostScalarReduction(theano.Op):
+    """A scalar computed on the host from every element of its inputs, with
+    no gradient (a diagnostic, not part of the loss). Subclasses set
+    ``output_type`` and ``perform``."""
+
+    __props__ = ()
+    output_type = None
+
+    def make_node(self, *tensors):
+        tensors = [T.as_tensor_variable(t) for t in tensors]
+        return theano.Apply(self, tensors, [self.output_type()])
+
+    def infer_shape(self, node, shapes):
+        return [()]
+
+    def grad(self, inputs, output_grads):
+        return [theano.gradient.DisconnectedType()() for _ in inputs]
+
+    def connection_pattern(self, node):
+        return [[False] for _ in node.inputs]
+
+
+class AllFinite(_HostScalarReduction):
     """Symbolic scalar: True if every element of every input is finite.
 
     CPU implementation through numpy: the squared norm ``dot(x, x)`` (BLAS,
@@ -95,11 +117,7 @@ class AllFinite(theano.Op):
     (such a sample is treated as non-finite).
     """
 
-    __props__ = ()
-
-    def make_node(self, *tensors):
-        tensors = [T.as_tensor_variable(t) for t in tensors]
-        return theano.Apply(self, tensors, [T.TensorType("bool", ())()])
+    output_type = T.TensorType("bool", ())
 
     def perform(self, node, inputs, output_storage):
         ok = True
@@ -110,28 +128,15 @@ class AllFinite(theano.Op):
                 break
         output_storage[0][0] = np.asarray(ok, dtype="bool")
 
-    def infer_shape(self, node, shapes):
-        return [()]
 
-    def grad(self, inputs, output_grads):
-        return [theano.gradient.DisconnectedType()() for _ in inputs]
-
-    def connection_pattern(self, node):
-        return [[False] for _ in node.inputs]
-
-
-class SquaredNorm(theano.Op):
+class SquaredNorm(_HostScalarReduction):
     """Symbolic float64 scalar: the sum of the squares of every input.
 
     CPU implementation through numpy's BLAS dot product (one vectorised pass
     per tensor, no temporary), for the total gradient norm in ``apply``.
     """
 
-    __props__ = ()
-
-    def make_node(self, *tensors):
-        tensors = [T.as_tensor_variable(t) for t in tensors]
-        return theano.Apply(self, tensors, [T.dscalar()])
+    output_type = T.TensorType("float64", ())
 
     def perform(self, node, inputs, output_storage):
         total = 0.0
@@ -139,15 +144,6 @@ class SquaredNorm(theano.Op):
             flat = x.ravel()  # a view for the contiguous arrays we get
             total += float(np.dot(flat, flat))
         output_storage[0][0] = np.asarray(total, dtype="float64")
-
-    def infer_shape(self, node, shapes):
-        return [()]
-
-    def grad(self, inputs, output_grads):
-        return [theano.gradient.DisconnectedType()() for _ in inputs]
-
-    def connection_pattern(self, node):
-        return [[False] for _ in node.inputs]
 
 
 class AccumulateIfFinite(theano.Op):

@@ -1,32 +1,22 @@
 """Perplexity against an independent numpy forward pass, and the unigram
 baseline against hand-computed values."""
-import contextlib
 import math
 
 import numpy as np
 import pytest
 
-from lstm_accum.backend import theano
 from lstm_accum.corpus import EncodedCorpus
 from lstm_accum.evaluation import (perplexity, perplexity_of_batches,
                                    score_corpus, unigram_perplexity,
                                    unigram_probabilities)
 from lstm_accum.exceptions import InputError
 from lstm_accum.model import build_model
+from helpers import float64
 
 V, H = 12, 5
 BOS, EOS = 1, 2
 SENTENCES = [[3, 4, 5], [7], [], [9, 9, 10, 11], [4, 3, 6]]
 
-
-@contextlib.contextmanager
-def float64():
-    saved = theano.config.floatX
-    theano.config.floatX = "float64"
-    try:
-        yield
-    finally:
-        theano.config.floatX = saved
 
 
 def sigmoid(x):

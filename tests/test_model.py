@@ -1,7 +1,6 @@
 """Model builders: structure, names, errors, the stable loss, and the proof
 that the id-input model is the one-hot model (same outputs and gradients
 given the same weights)."""
-import contextlib
 
 import numpy as np
 import pytest
@@ -10,20 +9,11 @@ from lstm_accum.backend import theano, T, lasagne
 from lstm_accum.exceptions import IncompatibleStateError, InputError
 from lstm_accum.model import (IdGRULayer, IdLSTMLayer, build_model,
                               stable_log_softmax)
+from helpers import float64
 
 L = lasagne.layers
 V, H = 12, 5
 
-
-@contextlib.contextmanager
-def float64():
-    """Build and compile in float64 (Lasagne reads floatX at build time)."""
-    saved = theano.config.floatX
-    theano.config.floatX = "float64"
-    try:
-        yield
-    finally:
-        theano.config.floatX = saved
 
 
 def param_shapes(model):

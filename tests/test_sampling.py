@@ -1,30 +1,21 @@
 """Sampling: reproducible under a seed, stops at </s>, greedy follows an
 independent numpy forward pass, temperature reshapes the distribution, and
 the one-step function agrees with the full network (Lasagne's own scan)."""
-import contextlib
 
 import numpy as np
 import pytest
 
-from lstm_accum.backend import theano, lasagne
+from lstm_accum.backend import lasagne
 from lstm_accum.exceptions import InputError
 from lstm_accum.model import build_model
 from lstm_accum.sampling import sample_ids, sample_sentences, step_function
 from lstm_accum.vocabulary import Vocabulary
+from helpers import float64
 
 L = lasagne.layers
 V, H = 12, 5
 BOS, EOS = 1, 2
 
-
-@contextlib.contextmanager
-def float64():
-    saved = theano.config.floatX
-    theano.config.floatX = "float64"
-    try:
-        yield
-    finally:
-        theano.config.floatX = saved
 
 
 def perturbed(model, scale, seed):
