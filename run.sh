@@ -59,6 +59,8 @@ case "$cmd" in
     test)
         ensure_venv
         ensure_mpi
+        # Tests run with the kernels OpenBLAS chose: never OPENBLAS_CORETYPE.
+        export LSTM_ACCUM_CORETYPE=off
         exec "$VENV/bin/python" -m pytest "$@"
         ;;
     *)

@@ -188,8 +188,18 @@ def _parse(argv):
 
 
 if __name__ == "__main__":
-    args = _parse(sys.argv[1:])
+    from lstm_accum.blas import coretype_hint, select_kernels
     from lstm_accum.exceptions import LstmAccumError
+    try:
+        # First thing (before any change of directory): may start this
+        # script again with faster OpenBLAS kernels, and checks them there.
+        select_kernels(prog="train_lm.py")
+    except LstmAccumError as err:
+        sys.exit("error: %s" % err)
+    hint = coretype_hint()      # when it did not (e.g. opted out)
+    if hint:
+        print("train_lm.py: note: " + hint, file=sys.stderr)
+    args = _parse(sys.argv[1:])
     kwargs = dict(num_epochs=args.epochs, max_updates=args.max_updates,
                   out=args.out, corpus=args.corpus, resume=args.resume)
     if args.quick:

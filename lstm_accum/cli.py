@@ -225,12 +225,14 @@ class TrainCommand(object):
 
     @classmethod
     def run(cls, args):
-        from .train import Trainer
-        config = cls.config_from_args(args)
         from .blas import coretype_hint
+        from .train import Trainer, validate_config
+        config = cls.config_from_args(args)
+        validate_config(config)     # a user error stays one line
         hint = coretype_hint()
         if hint:
-            # Only advice: the user decides whether to set OPENBLAS_CORETYPE.
+            # console_main did not select faster kernels itself (opted out,
+            # under MPI, or run through main()): advice only.
             sys.stderr.write(PROG + ": note: " + hint + "\n")
         trainer = Trainer(config, log=_print)
         result = trainer.run()
@@ -414,8 +416,21 @@ def main(argv=None):
 
 
 def console_main():
-    """Entry point of the ``lstm-accum`` script: under ``mpirun`` an error
-    on one rank ends every rank (none is left waiting in a collective)."""
+    """Entry point of the ``lstm-accum`` script (and of ``python -m
+    lstm_accum.cli``).
+
+    First it may start the program again with faster OpenBLAS kernels
+    (:func:`lstm_accum.blas.select_kernels`; ``LSTM_ACCUM_CORETYPE=off``
+    opts out).  Under ``mpirun`` an error on one rank ends every rank (none
+    is left waiting in a collective).
+    """
+    from .blas import select_kernels
+    try:
+        # First thing: before anything changes directory or writes output.
+        select_kernels(prog=PROG)
+    except LstmAccumError as err:
+        sys.stderr.write(PROG + ": error: " + _one_line(err) + "\n")
+        sys.exit(EXIT_USER_ERROR)
     status = main()
     if status:
         from .distributed import exit_all

@@ -6,6 +6,10 @@ import sys
 
 import pytest
 
+# Tests never change OpenBLAS's kernels: no lstm-accum or example subprocess
+# restarts itself with OPENBLAS_CORETYPE (lstm_accum.blas.select_kernels).
+os.environ.setdefault("LSTM_ACCUM_CORETYPE", "off")
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
