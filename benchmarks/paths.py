@@ -88,19 +88,24 @@ LR = 0.005            # Adagrad learning rate (the question's)
 SEED = 1234           # corpus, plans and weights
 MEMORY_SIZE = dict(vocab=2000, units=4096, window=1024)  # the question's
 
-#: name -> (input kind, batching, approach); approach 'question' or 'accum'.
+#: name -> (input kind, batching, approach, LSTM impl); approach 'question'
+#: or 'accum'; impl as ``build_model(impl=...)``: the question's network is
+#: Lasagne's scan LSTMLayer, ours the fused operation where it applies.
 PATHS = {
-    "question": ("onehot", "sample", "question"),
-    "sample-onehot": ("onehot", "sample", "accum"),
-    "sample-ids": ("ids", "sample", "accum"),
-    "bucket-onehot": ("onehot", "bucket", "accum"),
-    "bucket-ids": ("ids", "bucket", "accum"),
-    "mask-ids": ("ids", "mask", "accum"),
-    "mask-onehot": ("onehot", "mask", "accum"),
+    "question": ("onehot", "sample", "question", "scan"),
+    "sample-onehot": ("onehot", "sample", "accum", "auto"),
+    "sample-ids": ("ids", "sample", "accum", "auto"),
+    "bucket-onehot": ("onehot", "bucket", "accum", "auto"),
+    "bucket-ids": ("ids", "bucket", "accum", "auto"),
+    "mask-ids": ("ids", "mask", "accum", "auto"),
+    "mask-onehot": ("onehot", "mask", "accum", "auto"),
+    "sample-onehot-scan": ("onehot", "sample", "accum", "scan"),
+    "bucket-ids-scan": ("ids", "bucket", "accum", "scan"),
 }
 LABELS = {"question": "a", "sample-onehot": "b", "sample-ids": "c",
           "bucket-onehot": "d", "bucket-ids": "d", "mask-ids": "e",
-          "mask-onehot": "e"}
+          "mask-onehot": "e", "sample-onehot-scan": "b'",
+          "bucket-ids-scan": "d'"}
 DEFAULT_PATHS = ("question", "sample-onehot", "sample-ids", "bucket-onehot",
                  "bucket-ids", "mask-ids")
 #: measured cold with ``--cold key``: the baseline, the question's network
@@ -300,12 +305,12 @@ def _worker(args):
     import synthetic
     loop = scan_ext.status()          # builds the compiled loop if needed
     t_import = time.perf_counter() - t0
-    input_kind, batching, approach = PATHS[args.worker]
+    input_kind, batching, approach, impl = PATHS[args.worker]
     corpus = synthetic.zipf_corpus(args.sentences, args.vocab, args.seed)
     rss_base = _rss_kb()
     t0 = time.perf_counter()
     model = build_model(args.vocab, args.units[0], input=input_kind,
-                        batching=batching, seed=args.seed)
+                        batching=batching, seed=args.seed, impl=impl)
     runner = (_Question if approach == "question" else _Accum)(model)
     t_compile = time.perf_counter() - t0
     send(ready=True, compile_s=t_compile, import_s=t_import, scan_loop=loop,
@@ -591,9 +596,9 @@ def profile(out_path, units=256, vocab=VOCAB, windows=3, window=64,
                   " ".join(sys.argv)))
     from theano.scan_module.scan_op import Scan
     for path in paths:
-        input_kind, batching, approach = PATHS[path]
+        input_kind, batching, approach, impl = PATHS[path]
         model = build_model(vocab, units, input=input_kind, batching=batching,
-                            seed=seed)
+                            seed=seed, impl=impl)
         # config.profile while compiling also profiles scan's inner graphs.
         theano.config.profile = True
         try:

@@ -9,6 +9,8 @@ The public API:
   ``apply``) around any Lasagne network and update rule;
 - :func:`build_model` -- the LSTM language models (one-hot or id input, per
   sentence, equal-length buckets or masked batches, GRU, stacked, custom);
+  on the CPU their LSTM layers run as one fused C operation per layer
+  (:class:`FusedLSTMLayer`, :func:`fused_lstm`) instead of ``theano.scan``;
 - the data pipeline (:class:`Vocabulary`, :func:`prepare_corpus`,
   :func:`plan_epoch`, :func:`make_batch`, the ``iterate_*`` generators);
 - evaluation and generation (:func:`perplexity`, :func:`unigram_perplexity`,
@@ -25,7 +27,8 @@ from .corpus import (EncodedCorpus, ReadStats, tokenize, load_text,
                      count_words, encode_file, prepare_corpus, split_corpus)
 from .iterators import (plan_epoch, make_batch, iterate_sentences,
                         iterate_buckets, iterate_padded)
-from .model import build_model, LanguageModel
+from .model import build_model, LanguageModel, FusedLSTMLayer, IdLSTMLayer
+from .fused_lstm import fused_lstm
 from .evaluation import (perplexity, score_corpus, unigram_perplexity)
 from .sampling import sample_sentences
 from .checkpoint import save_checkpoint, load_checkpoint
@@ -41,7 +44,8 @@ __all__ = [
     "count_words", "encode_file", "prepare_corpus", "split_corpus",
     "plan_epoch", "make_batch", "iterate_sentences", "iterate_buckets",
     "iterate_padded",
-    "build_model", "LanguageModel",
+    "build_model", "LanguageModel", "FusedLSTMLayer", "IdLSTMLayer",
+    "fused_lstm",
     "perplexity", "score_corpus", "unigram_perplexity", "sample_sentences",
     "save_checkpoint", "load_checkpoint",
     "TrainConfig", "Trainer", "train", "load_model",

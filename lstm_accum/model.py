@@ -43,8 +43,10 @@ import numpy as np
 
 from .backend import theano, T, lasagne
 from .exceptions import IncompatibleStateError, InputError
+from .fused_lstm import fused_lstm, fused_supported
 
 __all__ = ["LanguageModel", "build_model", "IdLSTMLayer", "IdGRULayer",
+           "FusedLSTMLayer", "IMPLS",
            "IdsToOneHotLayer", "stable_log_softmax", "lstm_step", "gru_step",
            "lstm_stacked_params", "gru_stacked_params", "INPUTS", "BATCHINGS",
            "CELLS"]
@@ -54,6 +56,7 @@ L = lasagne.layers
 INPUTS = ("onehot", "ids")
 BATCHINGS = ("sample", "bucket", "mask")
 CELLS = ("lstm", "gru")
+IMPLS = ("auto", "fused", "scan")
 
 
 # ---------------------------------------------------------------------------
@@ -271,7 +274,100 @@ class _IdInputMixin(object):
         return self._lookup(W_in_gates, input_n) + b_stacked
 
 
-class IdLSTMLayer(_IdInputMixin, L.LSTMLayer):
+class _FusedLSTMMixin(object):
+    """Runs an ``LSTMLayer`` as one :class:`~lstm_accum.fused_lstm.FusedLSTM`
+    operation when it can (see :func:`~lstm_accum.fused_lstm.fused_supported`)
+    instead of ``theano.scan``; same parameters, same numbers."""
+
+    #: 'auto' (fused when supported), 'fused' (required) or 'scan'.
+    impl = "auto"
+
+    def _set_impl(self, impl):
+        _check_choice("impl", impl, IMPLS)
+        if impl == "fused":
+            has_mask = len(self.input_shapes) > 1
+            reason = fused_supported(self, "mask" if has_mask else None)
+            if reason is not None:
+                raise InputError("impl='fused' is not available for this "
+                                 "layer: %s; use impl='auto' or 'scan'"
+                                 % reason)
+        self.impl = impl
+
+    def _use_fused(self, mask):
+        if self.impl == "scan":
+            return False
+        reason = fused_supported(self, mask)
+        if reason is not None and self.impl == "fused":
+            raise InputError("impl='fused' is not available for this layer: "
+                             "%s; use impl='auto' or 'scan'" % reason)
+        return reason is None
+
+    def _fused_output(self, input_contrib, num_batch):
+        """Hidden states ``(B, T, H)`` from ``x_t W_in`` ``(T, B, 4H)`` (the
+        operation adds the biases itself)."""
+        if self.peepholes:
+            peepholes = [self.W_cell_to_ingate, self.W_cell_to_forgetgate,
+                         self.W_cell_to_outgate]
+        else:
+            peepholes = [T.zeros((self.num_units,), dtype=input_contrib.dtype)
+                         ] * 3
+        _, W_hid_stacked, b_stacked = lstm_stacked_params(self)
+        hid = fused_lstm(input_contrib, W_hid_stacked, *peepholes,
+                         cell_init=_initial_state(self.cell_init, num_batch),
+                         hid_init=_initial_state(self.hid_init, num_batch),
+                         grad_clipping=self.grad_clipping, b=b_stacked)
+        return hid.dimshuffle(1, 0, 2)
+
+
+class FusedLSTMLayer(_FusedLSTMMixin, L.LSTMLayer):
+    """``lasagne.layers.LSTMLayer`` computed by one fused operation.
+
+    The same layer as Lasagne's (same parameters, names, equations and
+    ``grad_clipping``), for one-hot or any other feature input ``(B, T, F)``;
+    on the CPU, without a mask, its sequence loop and that of its gradient
+    run in C (:mod:`lstm_accum.fused_lstm`).  Elsewhere it is Lasagne's scan.
+
+    Parameters
+    ----------
+    incoming, num_units, **kwargs
+        As for ``lasagne.layers.LSTMLayer``.
+    impl : {'auto', 'fused', 'scan'}
+        'auto': fused when supported; 'fused': an error when not; 'scan':
+        always Lasagne's scan.
+
+    Raises
+    ------
+    InputError
+        For ``impl='fused'`` on a configuration the fused operation does not
+        cover (the message says which).
+    """
+
+    def __init__(self, incoming, num_units, impl="auto", **kwargs):
+        L.LSTMLayer.__init__(self, incoming, num_units, **kwargs)
+        self._set_impl(impl)
+
+    def get_output_for(self, inputs, **kwargs):
+        input = inputs[0]
+        mask = inputs[1] if len(inputs) > 1 else None
+        if input.ndim > 3:
+            input = T.flatten(input, 3)
+        if not self._use_fused(mask):
+            return L.LSTMLayer.get_output_for(self, inputs, **kwargs)
+        x = input.dimshuffle(1, 0, 2)
+        steps, num_batch = x.shape[0], x.shape[1]
+        flat = x.reshape((steps * num_batch, x.shape[2]))
+        # One product per gate: stacking the (F, H) matrices first would
+        # copy all of them at every call (and split their gradient back).
+        contrib = T.concatenate(
+            [T.dot(flat, W) for W in (self.W_in_to_ingate,
+                                      self.W_in_to_forgetgate,
+                                      self.W_in_to_cell,
+                                      self.W_in_to_outgate)], axis=1)
+        contrib = contrib.reshape((steps, num_batch, 4 * self.num_units))
+        return self._fused_output(contrib, num_batch)
+
+
+class IdLSTMLayer(_FusedLSTMMixin, _IdInputMixin, L.LSTMLayer):
     """``lasagne.layers.LSTMLayer`` fed with word ids instead of one-hot rows.
 
     ``onehot(ids) . W_in`` is the row lookup ``W_in[ids]``: this layer
@@ -299,9 +395,11 @@ class IdLSTMLayer(_IdInputMixin, L.LSTMLayer):
         is not 2-D.
     """
 
-    def __init__(self, incoming, num_units, vocab_size, **kwargs):
+    def __init__(self, incoming, num_units, vocab_size, impl="auto",
+                 **kwargs):
         self._init_with_ids(L.LSTMLayer, incoming, vocab_size, num_units,
                             kwargs)
+        self._set_impl(impl)
 
     def get_output_for(self, inputs, **kwargs):
         ids = inputs[0]
@@ -310,6 +408,12 @@ class IdLSTMLayer(_IdInputMixin, L.LSTMLayer):
         _, W_hid_stacked, b_stacked = lstm_stacked_params(self)
         W_in_gates = [self.W_in_to_ingate, self.W_in_to_forgetgate,
                       self.W_in_to_cell, self.W_in_to_outgate]
+        if self._use_fused(mask):
+            ids_tm = ids.dimshuffle(1, 0)
+            rows = self._lookup(W_in_gates, ids_tm.flatten())
+            contrib = rows.reshape(
+                (ids_tm.shape[0], ids_tm.shape[1], rows.shape[1]))
+            return self._fused_output(contrib, num_batch)
         sequences = self._sequences(ids, mask, W_in_gates, b_stacked)
 
         def step(input_n, cell_previous, hid_previous, W_hid_stacked,
@@ -777,7 +881,8 @@ def _check_ids(what, a, V):
 
 def build_model(vocab_size, num_units, num_layers=1, input="onehot",
                 batching="sample", cell="lstm", dropout=0.0,
-                grad_clipping=5.0, seed=None, recurrent_kwargs=None):
+                grad_clipping=5.0, seed=None, recurrent_kwargs=None,
+                impl="auto"):
     """Build a word-level recurrent language model.
 
     Parameters
@@ -815,6 +920,14 @@ def build_model(vocab_size, num_units, num_layers=1, input="onehot",
     recurrent_kwargs : dict, optional
         Extra keyword arguments for the built-in recurrent layers (e.g.
         ``{'precompute_input': False}``).
+    impl : {'auto', 'fused', 'scan'}
+        How the built-in LSTM layers run: ``'auto'`` (default) as one fused
+        C operation per layer (:mod:`lstm_accum.fused_lstm`) when the
+        configuration allows it -- CPU device, no mask, Lasagne's default
+        nonlinearities -- and Lasagne's ``theano.scan`` otherwise;
+        ``'fused'`` requires the fused operation; ``'scan'`` always uses
+        scan (exactly Lasagne's graph).  Parameters and numbers are the same
+        either way; only the speed differs.  Ignored for GRU and factories.
 
     Returns
     -------
@@ -849,6 +962,10 @@ def build_model(vocab_size, num_units, num_layers=1, input="onehot",
                   num_layers=num_layers)
     _check_choice("input", input, INPUTS)
     _check_choice("batching", batching, BATCHINGS)
+    _check_choice("impl", impl, IMPLS)
+    if impl == "fused" and batching == "mask":
+        raise InputError("impl='fused' does not take masks "
+                         "(batching='mask'); use impl='auto' or 'scan'")
     if not callable(cell):
         _check_choice("cell", cell, CELLS)
     try:
@@ -874,13 +991,13 @@ def build_model(vocab_size, num_units, num_layers=1, input="onehot",
     try:
         return _build(config, vocab_size, num_units, num_layers, input,
                       batching, cell, dropout, grad_clipping,
-                      recurrent_kwargs)
+                      recurrent_kwargs, impl)
     finally:
         lasagne.random.set_rng(saved_rng)
 
 
 def _build(config, V, H, num_layers, input_kind, batching, cell, dropout,
-           grad_clipping, recurrent_kwargs):
+           grad_clipping, recurrent_kwargs, impl):
     if input_kind == "onehot":
         l_in = L.InputLayer((None, None, V), name="input")
         l_in.input_var.name = "X"
@@ -914,9 +1031,14 @@ def _build(config, V, H, num_layers, input_kind, batching, cell, dropout,
             kwargs = dict(recurrent_kwargs, mask_input=l_mask,
                           grad_clipping=grad_clipping, name=name)
             if first_ids:
+                if cell == "lstm":
+                    kwargs["impl"] = impl
                 cls = IdLSTMLayer if cell == "lstm" else IdGRULayer
                 layer = cls(layer, H, V, **kwargs)
+            elif cell == "lstm" and impl != "scan":
+                layer = FusedLSTMLayer(layer, H, impl=impl, **kwargs)
             else:
+                # impl='scan': exactly Lasagne's layer (the question's).
                 cls = L.LSTMLayer if cell == "lstm" else L.GRULayer
                 layer = cls(layer, H, **kwargs)
         recurrent.append(layer)

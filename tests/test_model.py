@@ -48,7 +48,11 @@ def test_question_network_structure_and_names():
     model = build_model(V, H, seed=0)
     assert model.input_layer.shape == (None, None, V)
     lstm, = model.recurrent_layers
-    assert type(lstm) is L.LSTMLayer and lstm.name == "lstm1"
+    # Lasagne's LSTMLayer, run as one fused operation on the CPU ...
+    assert isinstance(lstm, L.LSTMLayer) and lstm.name == "lstm1"
+    # ... or exactly Lasagne's class with impl='scan'
+    scan_lstm, = build_model(V, H, seed=0, impl="scan").recurrent_layers
+    assert type(scan_lstm) is L.LSTMLayer
     assert lstm.grad_clipping == 5.0
     sliced = model.logits_layer.input_layer
     assert isinstance(sliced, L.SliceLayer) and sliced.axis == 0 \

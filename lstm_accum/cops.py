@@ -1,0 +1,155 @@
+"""Shared plumbing of our C operations (:mod:`fused_lstm`, :mod:`softmax_nll`).
+
+:class:`CpuCOp` is a ``theano.Op`` base for operations whose C code is
+support-code loops plus BLAS calls through Theano's own BLAS interface (so
+``blas.ldflags`` applies as for Theano's ``Gemm``).  It takes care of three
+things that are easy to get wrong:
+
+* compile flags: the loops are compiled at ``-O3`` with
+  ``-fno-trapping-math`` (without it GCC keeps the selects of the loops as
+  branches and does not vectorise them), even under our default
+  ``gcc.cxxflags=-O1``, but never against a level the user chose;
+* the compile cache: Theano reuses a compiled module whose *source* is the
+  same even when its flags or version differ, so both are stamped into the
+  source;
+* output buffers: :data:`SUPPORT_CODE` has ``lstm_accum_prepare_output``,
+  which reuses a C-contiguous output of the right shape and type.
+
+:data:`SUPPORT_CODE` also has branch-free, vectorisable ``lstm_accum_exp``
+and ``lstm_accum_tanh`` for float (Cephes' polynomials, relative error about
+1e-7) and the C library's for double.  Loops meant to be vectorised go in
+``__attribute__((noinline))`` functions: inlined into Theano's large
+generated function, GCC stops vectorising them.
+"""
+from .backend import theano
+
+__all__ = ["CpuCOp", "SUPPORT_CODE"]
+
+
+class CpuCOp(theano.Op):
+    """Base class: C support code, BLAS flags, optimisation level, cache.
+
+    Subclasses set ``c_loops`` (C source placed after :data:`SUPPORT_CODE`)
+    and ``c_version`` (an int, bumped whenever the C code changes), and
+    write ``c_code``.
+    """
+
+    c_loops = ""
+    c_version = 0
+
+    def c_support_code(self):
+        from theano.tensor.blas_headers import blas_header_text
+        stamp = "/* %s v%d, flags: %s */\n" % (
+            type(self).__module__, self.c_version,
+            " ".join(self.c_compile_args() + ["no:"]
+                     + self.c_no_compile_args()))
+        return stamp + blas_header_text() + SUPPORT_CODE + self.c_loops
+
+    def c_headers(self):
+        return ["<cmath>", "<cstring>", "<cstdlib>"]
+
+    def c_libraries(self):
+        from theano.tensor.blas import ldflags
+        return ldflags()
+
+    def c_compile_args(self):
+        from theano.tensor.blas import ldflags
+        return ["-ftree-vectorize", "-fno-trapping-math"] + ldflags(
+            libs=False, flags=True)
+
+    def c_no_compile_args(self):
+        # Our default gcc.cxxflags=-O1 (backend.py) keeps Theano's many small
+        # modules quick to compile; these loops are much of the training
+        # time, so they keep Theano's -O3, unless the user chose a level.
+        from .backend import DEFAULT_FLAGS, user_config_keys
+        flags = theano.config.gcc.cxxflags.split()
+        if "gcc.cxxflags" not in user_config_keys() and \
+                flags == DEFAULT_FLAGS["gcc.cxxflags"].split():
+            return flags
+        return []
+
+    def c_lib_dirs(self):
+        from theano.tensor.blas import ldflags
+        return ldflags(libs=False, libs_dir=True)
+
+    def c_header_dirs(self):
+        from theano.tensor.blas import ldflags
+        return ldflags(libs=False, include_dir=True)
+
+    def c_code_cache_version(self):
+        from theano.tensor.blas_headers import blas_header_version
+        return (self.c_version,) + tuple(blas_header_version())
+
+
+_MATH = r"""
+/* float: branch-free exp and tanh that vectorise (Cephes' expf and tanhf
+   polynomials: relative error ~1e-7, i.e. float rounding); double: the C
+   library's. */
+static inline float lstm_accum_exp(float x)
+{
+    x = x < -87.3365448f ? -87.3365448f : (x > 88.7228391f ? 88.7228391f : x);
+    float fx = std::floor(x * 1.44269504088896341f + 0.5f);
+    float r = x - fx * 0.693359375f + fx * 2.12194440e-4f;
+    float z = r * r;
+    float y = 1.9875691500E-4f;
+    y = y * r + 1.3981999507E-3f;
+    y = y * r + 8.3334519073E-3f;
+    y = y * r + 4.1665795894E-2f;
+    y = y * r + 1.6666665459E-1f;
+    y = y * r + 5.0000001201E-1f;
+    y = y * z + r + 1.0f;
+    int n = (int)fx + 127;
+    unsigned int bits = (unsigned int)n << 23;
+    float scale;
+    std::memcpy(&scale, &bits, sizeof scale);
+    return y * scale;
+}
+
+static inline float lstm_accum_tanh(float x)
+{
+    float ax = x < 0 ? -x : x;
+    /* |x| >= 0.625: 1 - 2 / (exp(2|x|) + 1), with the sign of x */
+    float big = 1.0f - 2.0f / (lstm_accum_exp(2.0f * ax) + 1.0f);
+    big = x < 0 ? -big : big;
+    /* |x| < 0.625: odd polynomial */
+    float z = x * x;
+    float p = -5.70498872745E-3f;
+    p = p * z + 2.06390887954E-2f;
+    p = p * z - 5.37397155531E-2f;
+    p = p * z + 1.33314422036E-1f;
+    p = p * z - 3.33332819422E-1f;
+    float small = x + x * z * p;
+    return ax < 0.625f ? small : big;
+}
+
+static inline double lstm_accum_exp(double x) { return std::exp(x); }
+static inline double lstm_accum_tanh(double x) { return std::tanh(x); }
+"""
+
+
+SUPPORT_CODE = _MATH + r"""
+/* Reuse *out when it is a C-contiguous array of the right shape and type,
+   else replace it with a new one; returns nonzero (with an exception set)
+   on failure. */
+static int lstm_accum_prepare_output(PyArrayObject** out, int nd,
+                                        npy_intp* dims, int typenum)
+{
+    PyArrayObject* o = *out;
+    if (o && PyArray_NDIM(o) == nd && PyArray_TYPE(o) == typenum
+            && PyArray_IS_C_CONTIGUOUS(o)) {
+        int same = 1;
+        for (int k = 0; k < nd; ++k)
+            same = same && PyArray_DIMS(o)[k] == dims[k];
+        if (same)
+            return 0;
+    }
+    Py_XDECREF(o);
+    *out = (PyArrayObject*)PyArray_EMPTY(nd, dims, typenum, 0);
+    if (!*out) {
+        PyErr_SetString(PyExc_MemoryError,
+                        "FusedLSTM: could not allocate an output");
+        return 1;
+    }
+    return 0;
+}
+"""

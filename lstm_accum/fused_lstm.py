@@ -1,0 +1,617 @@
+"""A whole LSTM sequence as one compiled operation (CPU).
+
+``lasagne.layers.LSTMLayer`` runs ``theano.scan``: every time step is a small
+Theano graph of a dozen operations, run by scan's loop, and its gradient is a
+second scan with a dozen more.  On the CPU the bookkeeping of those graphs
+costs as much as the arithmetic at the sizes of a language model, and scan's
+gradient adds the ``(H, 4H)`` recurrent weight gradient one step at a time
+(a copy of the whole accumulator per step).
+
+:class:`FusedLSTM` computes the same numbers in two C loops instead:
+
+* forward, per step: one matrix product ``h_{t-1} W_hid`` (BLAS, through
+  Theano's own BLAS interface, so ``blas.ldflags`` applies as for Theano's
+  ``Gemm``) and one pass over the ``(B, H)`` units for the gates, the cell and
+  the output;
+* backward (:class:`FusedLSTMGrad`), per step: one pass for the gate
+  gradients (clipped as Lasagne's ``grad_clipping`` clips them) and one
+  product ``dG W_hid^T``; the recurrent weight gradient is one product over
+  all steps at the end, ``[h0; h_1..h_{T-1}]^T dG``.
+
+The equations are those of ``lasagne.layers.LSTMLayer`` 0.1 with its default
+nonlinearities (sigmoid gates, tanh cell and output), peepholes (the output
+gate's added after its sigmoid, as Lasagne 0.1 does) and ``grad_clipping``
+(the gradient of the gate pre-activations ``x_t W_in + b + h_{t-1} W_hid``
+clipped elementwise).  Other configurations (masks, ``backwards``,
+``gradient_steps``, other nonlinearities) keep using scan; see
+:func:`fused_supported`.
+
+The operations have a NumPy ``perform`` too (Theano's Python linker uses it),
+and no GPU implementation: on a GPU device the model builder keeps scan.
+"""
+import numpy as np
+
+from .backend import theano, T
+from .cops import CpuCOp
+
+__all__ = ["FusedLSTM", "FusedLSTMGrad", "fused_lstm", "fused_supported"]
+
+_VERSION = 12
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def fused_supported(layer, mask=None):
+    """Why ``layer`` cannot run as a :class:`FusedLSTM`, or None if it can.
+
+    Parameters
+    ----------
+    layer : lasagne.layers.LSTMLayer
+    mask : Theano variable or None
+        The mask the layer would get (masks are not fused).
+
+    Returns
+    -------
+    str or None
+        A short reason, e.g. ``'a mask input'``; None when supported.
+    """
+    nl = lasagne_nonlinearities()
+    if mask is not None:
+        return "a mask input"
+    if layer.backwards:
+        return "backwards=True"
+    if layer.gradient_steps != -1:
+        return "gradient_steps != -1"
+    if getattr(layer, "only_return_final", False):
+        return "only_return_final=True"
+    for name in ("nonlinearity_ingate", "nonlinearity_forgetgate",
+                 "nonlinearity_outgate"):
+        if getattr(layer, name) is not nl.sigmoid:
+            return "%s other than sigmoid" % name
+    for name in ("nonlinearity_cell", "nonlinearity"):
+        if getattr(layer, name) is not nl.tanh:
+            return "%s other than tanh" % name
+    if not theano.config.cxx:
+        return "no C++ compiler (theano.config.cxx is empty)"
+    if not theano.config.device.startswith("cpu"):
+        return "device %s (the fused LSTM runs on the CPU)" % (
+            theano.config.device,)
+    return None
+
+
+def lasagne_nonlinearities():
+    import lasagne.nonlinearities
+    return lasagne.nonlinearities
+
+
+def fused_lstm(input_contrib, W_hid, W_ci, W_cf, W_co, cell_init, hid_init,
+               grad_clipping=False, b=None):
+    """Run an LSTM over a whole (time-major) sequence batch.
+
+    Parameters
+    ----------
+    input_contrib : Theano tensor3 ``(T, B, 4H)``
+        ``x_t W_in`` for every step, gates in Lasagne's order (input,
+        forget, cell, output).
+    W_hid : Theano matrix ``(H, 4H)``
+        Stacked recurrent weights, same gate order.
+    W_ci, W_cf, W_co : Theano vectors ``(H,)``
+        Peephole weights (zeros for a layer without peepholes).
+    cell_init, hid_init : Theano matrices ``(B, H)``
+    grad_clipping : float or False
+        Clip the gate pre-activation gradients to ``[-c, c]`` (Lasagne's
+        ``grad_clipping``).
+    b : Theano vector ``(4H,)``, optional
+        Stacked gate biases, added inside the operation (whose gradient
+        then sums the bias gradient in the same pass); default zeros.
+
+    Returns
+    -------
+    Theano tensor3 ``(T, B, H)``
+        The hidden states.
+    """
+    clip = 0.0 if grad_clipping is False or grad_clipping is None \
+        else float(grad_clipping)
+    input_contrib = T.as_tensor_variable(input_contrib)
+    if b is None:
+        b = T.zeros((input_contrib.shape[2],), dtype=input_contrib.dtype)
+    return FusedLSTM(clip)(input_contrib, b, W_hid, W_ci, W_cf, W_co,
+                           cell_init, hid_init)[0]
+
+
+def _as_var(x, dtype):
+    x = T.as_tensor_variable(x)
+    if x.dtype != dtype:
+        x = T.cast(x, dtype)
+    return x
+
+
+class FusedLSTM(CpuCOp):
+    """Forward pass of an LSTM over ``(T, B, 4H)`` input contributions.
+
+    Inputs: ``input_contrib (T, B, 4H)``, ``b (4H,)``, ``W_hid (H, 4H)``,
+    ``W_ci, W_cf,
+    W_co (H,)``, ``cell_init, hid_init (B, H)``.  Outputs: the hidden states
+    ``(T, B, H)``, the cell states ``(T, B, H)`` and the gate activations
+    ``(T, B, 4H)`` (input, forget, cell candidate, output before its
+    peephole), the last two kept for the gradient.
+
+    Parameters
+    ----------
+    grad_clipping : float
+        0 for no clipping, else clip the gate pre-activation gradients to
+        ``[-grad_clipping, grad_clipping]``.
+    """
+    __props__ = ("grad_clipping",)
+    c_version = _VERSION
+
+    def __init__(self, grad_clipping=0.0):
+        self.grad_clipping = float(grad_clipping)
+
+    def make_node(self, x, b, W_hid, W_ci, W_cf, W_co, c0, h0):
+        x = T.as_tensor_variable(x)
+        dtype = x.dtype
+        if dtype not in ("float32", "float64"):
+            raise TypeError("FusedLSTM takes float32 or float64 input, got %s"
+                            % dtype)
+        ins = [x] + [_as_var(v, dtype) for v in
+                     (b, W_hid, W_ci, W_cf, W_co, c0, h0)]
+        for v, nd in zip(ins, (3, 1, 2, 1, 1, 1, 2, 2)):
+            if v.ndim != nd:
+                raise TypeError("FusedLSTM: input %s has %d dimensions, "
+                                "expected %d" % (v, v.ndim, nd))
+        outs = [T.tensor3(dtype=dtype), T.tensor3(dtype=dtype),
+                T.tensor3(dtype=dtype)]
+        return theano.Apply(self, ins, outs)
+
+    def infer_shape(self, node, shapes):
+        xs, ws = shapes[0], shapes[2]
+        hs = (xs[0], xs[1], ws[0])
+        return [hs, hs, xs]
+
+    def perform(self, node, inputs, outputs):
+        x, b, W, wci, wcf, wco, c0, h0 = inputs
+        steps, batch, _ = x.shape
+        H = W.shape[0]
+        hid = np.empty((steps, batch, H), x.dtype)
+        cell = np.empty_like(hid)
+        act = np.empty_like(x)
+        c, h = c0, h0
+        for t in range(steps):
+            a = x[t] + b + h.dot(W)
+            i = _sigmoid(a[:, :H] + c * wci)
+            f = _sigmoid(a[:, H:2 * H] + c * wcf)
+            g = np.tanh(a[:, 2 * H:3 * H])
+            o_s = _sigmoid(a[:, 3 * H:])
+            c = f * c + i * g
+            h = (o_s + c * wco) * np.tanh(c)
+            act[t] = np.concatenate([i, f, g, o_s], axis=1)
+            cell[t], hid[t] = c, h
+        outputs[0][0], outputs[1][0], outputs[2][0] = hid, cell, act
+
+    def grad(self, inputs, output_grads):
+        from theano.gradient import DisconnectedType
+        x, b, W, wci, wcf, wco, c0, h0 = inputs
+        hid, cell, act = self(*inputs)
+        for g in output_grads[1:]:
+            if not isinstance(g.type, DisconnectedType):
+                raise NotImplementedError(
+                    "FusedLSTM: gradients through the cell states or gate "
+                    "activations (outputs 1 and 2) are not implemented")
+        dhid = output_grads[0]
+        if isinstance(dhid.type, DisconnectedType):
+            dhid = T.zeros_like(hid)
+        return FusedLSTMGrad(self.grad_clipping)(
+            W, wci, wcf, wco, c0, h0, hid, cell, act, dhid)
+
+    def connection_pattern(self, node):
+        # Every input reaches the hidden states; the other two outputs
+        # exist for the gradient only.
+        return [[True, False, False] for _ in node.inputs]
+
+    def c_code(self, node, name, inputs, outputs, sub):
+        x, b, W, wci, wcf, wco, c0, h0 = inputs
+        hid, cell, act = outputs
+        ctype = node.inputs[0].dtype == "float32" and "float" or "double"
+        typenum = "NPY_FLOAT32" if ctype == "float" else "NPY_FLOAT64"
+        fail = sub["fail"]
+        return """
+        {
+        PyArrayObject *cx = NULL, *cW = NULL, *cwci = NULL, *cwcf = NULL,
+                      *cwco = NULL, *cc0 = NULL, *ch0 = NULL, *cb = NULL;
+        int ok = 0;
+        npy_intp steps, batch, G, H;
+        cx = PyArray_GETCONTIGUOUS(%(x)s);
+        cb = PyArray_GETCONTIGUOUS(%(b)s);
+        cW = PyArray_GETCONTIGUOUS(%(W)s);
+        cwci = PyArray_GETCONTIGUOUS(%(wci)s);
+        cwcf = PyArray_GETCONTIGUOUS(%(wcf)s);
+        cwco = PyArray_GETCONTIGUOUS(%(wco)s);
+        cc0 = PyArray_GETCONTIGUOUS(%(c0)s);
+        ch0 = PyArray_GETCONTIGUOUS(%(h0)s);
+        if (!cx || !cb || !cW || !cwci || !cwcf || !cwco || !cc0 || !ch0)
+            goto done_%(name)s;
+        steps = PyArray_DIMS(cx)[0];
+        batch = PyArray_DIMS(cx)[1];
+        G = PyArray_DIMS(cx)[2];
+        H = PyArray_DIMS(cW)[0];
+        if (G != 4 * H || PyArray_DIMS(cW)[1] != G
+                || PyArray_DIMS(cb)[0] != G
+                || PyArray_DIMS(cwci)[0] != H || PyArray_DIMS(cwcf)[0] != H
+                || PyArray_DIMS(cwco)[0] != H
+                || PyArray_DIMS(cc0)[0] != batch || PyArray_DIMS(cc0)[1] != H
+                || PyArray_DIMS(ch0)[0] != batch
+                || PyArray_DIMS(ch0)[1] != H) {
+            PyErr_Format(PyExc_ValueError,
+                "FusedLSTM: inconsistent shapes: input (%%ld, %%ld, %%ld), "
+                "b (%%ld,), W_hid (%%ld, %%ld), peepholes (%%ld, %%ld, %%ld), "
+                "cell_init (%%ld, %%ld), hid_init (%%ld, %%ld)",
+                (long)steps, (long)batch, (long)G, (long)PyArray_DIMS(cb)[0],
+                (long)PyArray_DIMS(cW)[0], (long)PyArray_DIMS(cW)[1],
+                (long)PyArray_DIMS(cwci)[0], (long)PyArray_DIMS(cwcf)[0],
+                (long)PyArray_DIMS(cwco)[0],
+                (long)PyArray_DIMS(cc0)[0], (long)PyArray_DIMS(cc0)[1],
+                (long)PyArray_DIMS(ch0)[0], (long)PyArray_DIMS(ch0)[1]);
+            goto done_%(name)s;
+        }
+        {
+            npy_intp hdims[3] = {steps, batch, H};
+            npy_intp adims[3] = {steps, batch, G};
+            if (lstm_accum_prepare_output(&%(hid)s, 3, hdims, %(typenum)s)
+                || lstm_accum_prepare_output(&%(cell)s, 3, hdims, %(typenum)s)
+                || lstm_accum_prepare_output(&%(act)s, 3, adims, %(typenum)s))
+                goto done_%(name)s;
+        }
+        lstm_accum_fused_forward_%(ctype)s(
+            (int)steps, (int)batch, (int)H,
+            (%(ctype)s*)PyArray_DATA(cx), (%(ctype)s*)PyArray_DATA(cb),
+            (%(ctype)s*)PyArray_DATA(cW),
+            (%(ctype)s*)PyArray_DATA(cwci), (%(ctype)s*)PyArray_DATA(cwcf),
+            (%(ctype)s*)PyArray_DATA(cwco),
+            (%(ctype)s*)PyArray_DATA(cc0), (%(ctype)s*)PyArray_DATA(ch0),
+            (%(ctype)s*)PyArray_DATA(%(hid)s),
+            (%(ctype)s*)PyArray_DATA(%(cell)s),
+            (%(ctype)s*)PyArray_DATA(%(act)s));
+        ok = !PyErr_Occurred();
+        done_%(name)s:
+        Py_XDECREF(cx); Py_XDECREF(cb); Py_XDECREF(cW); Py_XDECREF(cwci);
+        Py_XDECREF(cwcf); Py_XDECREF(cwco); Py_XDECREF(cc0); Py_XDECREF(ch0);
+        if (!ok) { %(fail)s }
+        }
+        """ % locals()
+
+
+class FusedLSTMGrad(CpuCOp):
+    """Gradient of :class:`FusedLSTM`.
+
+    Inputs: ``W_hid, W_ci, W_cf, W_co, cell_init, hid_init`` and the three
+    forward outputs, then ``d hid (T, B, H)``.  Outputs: the gradients of
+    ``input_contrib (T, B, 4H)``, ``b (4H,)`` (the sum of the former over
+    steps and batch), ``W_hid``, ``W_ci, W_cf, W_co``, ``cell_init`` and
+    ``hid_init``.
+
+    Parameters
+    ----------
+    grad_clipping : float
+        As for :class:`FusedLSTM`.
+    """
+    __props__ = ("grad_clipping",)
+    c_version = _VERSION
+
+    def __init__(self, grad_clipping=0.0):
+        self.grad_clipping = float(grad_clipping)
+
+    def make_node(self, W_hid, W_ci, W_cf, W_co, c0, h0, hid, cell, act,
+                  dhid):
+        dtype = T.as_tensor_variable(hid).dtype
+        ins = [_as_var(v, dtype) for v in
+               (W_hid, W_ci, W_cf, W_co, c0, h0, hid, cell, act, dhid)]
+        outs = [T.tensor3(dtype=dtype), T.vector(dtype=dtype),
+                T.matrix(dtype=dtype),
+                T.vector(dtype=dtype), T.vector(dtype=dtype),
+                T.vector(dtype=dtype), T.matrix(dtype=dtype),
+                T.matrix(dtype=dtype)]
+        return theano.Apply(self, ins, outs)
+
+    def infer_shape(self, node, shapes):
+        ws, wci, wcf, wco, c0s, h0s, _, _, acts, _ = shapes
+        return [acts, (acts[2],), ws, wci, wcf, wco, c0s, h0s]
+
+    def perform(self, node, inputs, outputs):
+        W, wci, wcf, wco, c0, h0, hid, cell, act, dhid = inputs
+        steps, batch, H = hid.shape
+        clip = self.grad_clipping
+        dx = np.zeros_like(act)
+        dwci, dwcf, dwco = (np.zeros_like(wci), np.zeros_like(wcf),
+                            np.zeros_like(wco))
+        dh_next = np.zeros_like(h0)
+        dc_next = np.zeros_like(c0)
+        for t in range(steps - 1, -1, -1):
+            c_prev = cell[t - 1] if t else c0
+            c = cell[t]
+            i, f = act[t][:, :H], act[t][:, H:2 * H]
+            g, o_s = act[t][:, 2 * H:3 * H], act[t][:, 3 * H:]
+            tc = np.tanh(c)
+            o = o_s + c * wco
+            dh = dhid[t] + dh_next
+            do = dh * tc
+            dc = dc_next + dh * o * (1 - tc * tc) + do * wco
+            dwco += (do * c).sum(axis=0)
+            d_o = do * o_s * (1 - o_s)
+            d_i = dc * g * i * (1 - i)
+            d_f = dc * c_prev * f * (1 - f)
+            d_g = dc * i * (1 - g * g)
+            dwci += (d_i * c_prev).sum(axis=0)
+            dwcf += (d_f * c_prev).sum(axis=0)
+            dc_next = dc * f + d_i * wci + d_f * wcf
+            d = np.concatenate([d_i, d_f, d_g, d_o], axis=1)
+            if clip:
+                d = np.clip(d, -clip, clip)
+            dx[t] = d
+            dh_next = d.dot(W.T)
+        h_prev = np.concatenate([h0[None], hid[:-1]], axis=0)
+        dW = np.tensordot(h_prev, dx, axes=([0, 1], [0, 1])).astype(W.dtype)
+        db = dx.sum(axis=(0, 1)).astype(dx.dtype)
+        for out, value in zip(outputs, (dx, db, dW, dwci, dwcf, dwco, dc_next,
+                                        dh_next)):
+            out[0] = value
+
+    def c_code(self, node, name, inputs, outputs, sub):
+        W, wci, wcf, wco, c0, h0, hid, cell, act, dhid = inputs
+        dx, db, dW, dwci, dwcf, dwco, dc0, dh0 = outputs
+        ctype = node.inputs[0].dtype == "float32" and "float" or "double"
+        typenum = "NPY_FLOAT32" if ctype == "float" else "NPY_FLOAT64"
+        clip = repr(self.grad_clipping)
+        fail = sub["fail"]
+        return """
+        {
+        PyArrayObject *cW = NULL, *cwci = NULL, *cwcf = NULL, *cwco = NULL,
+                      *cc0 = NULL, *ch0 = NULL, *chid = NULL, *ccell = NULL,
+                      *cact = NULL, *cdhid = NULL;
+        int ok = 0;
+        npy_intp steps, batch, H;
+        cW = PyArray_GETCONTIGUOUS(%(W)s);
+        cwci = PyArray_GETCONTIGUOUS(%(wci)s);
+        cwcf = PyArray_GETCONTIGUOUS(%(wcf)s);
+        cwco = PyArray_GETCONTIGUOUS(%(wco)s);
+        cc0 = PyArray_GETCONTIGUOUS(%(c0)s);
+        ch0 = PyArray_GETCONTIGUOUS(%(h0)s);
+        chid = PyArray_GETCONTIGUOUS(%(hid)s);
+        ccell = PyArray_GETCONTIGUOUS(%(cell)s);
+        cact = PyArray_GETCONTIGUOUS(%(act)s);
+        cdhid = PyArray_GETCONTIGUOUS(%(dhid)s);
+        if (!cW || !cwci || !cwcf || !cwco || !cc0 || !ch0 || !chid
+                || !ccell || !cact || !cdhid)
+            goto done_%(name)s;
+        steps = PyArray_DIMS(chid)[0];
+        batch = PyArray_DIMS(chid)[1];
+        H = PyArray_DIMS(chid)[2];
+        if (PyArray_DIMS(cdhid)[0] != steps || PyArray_DIMS(cdhid)[1] != batch
+                || PyArray_DIMS(cdhid)[2] != H
+                || PyArray_DIMS(cW)[0] != H || PyArray_DIMS(cW)[1] != 4 * H) {
+            PyErr_Format(PyExc_ValueError,
+                "FusedLSTMGrad: gradient of shape (%%ld, %%ld, %%ld) for "
+                "hidden states of shape (%%ld, %%ld, %%ld)",
+                (long)PyArray_DIMS(cdhid)[0], (long)PyArray_DIMS(cdhid)[1],
+                (long)PyArray_DIMS(cdhid)[2], (long)steps, (long)batch,
+                (long)H);
+            goto done_%(name)s;
+        }
+        {
+            npy_intp xdims[3] = {steps, batch, 4 * H};
+            npy_intp wdims[2] = {H, 4 * H};
+            npy_intp vdims[1] = {H};
+            npy_intp sdims[2] = {batch, H};
+            npy_intp bdims[1] = {4 * H};
+            if (lstm_accum_prepare_output(&%(dx)s, 3, xdims, %(typenum)s)
+                || lstm_accum_prepare_output(&%(db)s, 1, bdims, %(typenum)s)
+                || lstm_accum_prepare_output(&%(dW)s, 2, wdims, %(typenum)s)
+                || lstm_accum_prepare_output(&%(dwci)s, 1, vdims, %(typenum)s)
+                || lstm_accum_prepare_output(&%(dwcf)s, 1, vdims, %(typenum)s)
+                || lstm_accum_prepare_output(&%(dwco)s, 1, vdims, %(typenum)s)
+                || lstm_accum_prepare_output(&%(dc0)s, 2, sdims, %(typenum)s)
+                || lstm_accum_prepare_output(&%(dh0)s, 2, sdims, %(typenum)s))
+                goto done_%(name)s;
+        }
+        lstm_accum_fused_backward_%(ctype)s(
+            (int)steps, (int)batch, (int)H, (%(ctype)s)%(clip)s,
+            (%(ctype)s*)PyArray_DATA(cW), (%(ctype)s*)PyArray_DATA(cwci),
+            (%(ctype)s*)PyArray_DATA(cwcf), (%(ctype)s*)PyArray_DATA(cwco),
+            (%(ctype)s*)PyArray_DATA(cc0), (%(ctype)s*)PyArray_DATA(ch0),
+            (%(ctype)s*)PyArray_DATA(chid), (%(ctype)s*)PyArray_DATA(ccell),
+            (%(ctype)s*)PyArray_DATA(cact), (%(ctype)s*)PyArray_DATA(cdhid),
+            (%(ctype)s*)PyArray_DATA(%(dx)s), (%(ctype)s*)PyArray_DATA(%(db)s),
+            (%(ctype)s*)PyArray_DATA(%(dW)s),
+            (%(ctype)s*)PyArray_DATA(%(dwci)s),
+            (%(ctype)s*)PyArray_DATA(%(dwcf)s),
+            (%(ctype)s*)PyArray_DATA(%(dwco)s),
+            (%(ctype)s*)PyArray_DATA(%(dc0)s),
+            (%(ctype)s*)PyArray_DATA(%(dh0)s));
+        ok = !PyErr_Occurred();
+        done_%(name)s:
+        Py_XDECREF(cW); Py_XDECREF(cwci); Py_XDECREF(cwcf); Py_XDECREF(cwco);
+        Py_XDECREF(cc0); Py_XDECREF(ch0); Py_XDECREF(chid);
+        Py_XDECREF(ccell); Py_XDECREF(cact); Py_XDECREF(cdhid);
+        if (!ok) { %(fail)s }
+        }
+        """ % locals()
+
+
+# The loops, once for float and once for double.  Row-major (C) arrays are
+# handed to the column-major BLAS as their transposes:
+#   row-major A (B, G) = h (B, H) . W (H, G)
+#   <=> col-major A^T (G, B) = W^T (G, H) . h^T (H, B)  -> gemm('N', 'N')
+_LOOPS = r"""
+static void lstm_accum_gemm_%(t)s(char ta, char tb, int m, int n, int k,
+                                  %(t)s alpha, %(t)s* a, int lda,
+                                  %(t)s* b, int ldb, %(t)s beta,
+                                  %(t)s* c, int ldc)
+{
+    if (m == 0 || n == 0)
+        return;
+    if (k == 0) {
+        /* C = beta * C; only beta in {0, 1} is used here. */
+        if (beta == 0)
+            for (int j = 0; j < n; ++j)
+                memset(c + (size_t)j * ldc, 0, sizeof(%(t)s) * m);
+        return;
+    }
+    %(p)sgemm_(&ta, &tb, &m, &n, &k, &alpha, a, &lda, b, &ldb, &beta, c,
+               &ldc);
+}
+
+static inline %(t)s lstm_accum_sigmoid_%(t)s(%(t)s x)
+{
+    return (%(t)s)1 / ((%(t)s)1 + lstm_accum_exp(-x));
+}
+
+/* noinline: inlined into Theano's large generated function, GCC no longer
+   vectorises the gate loops. */
+__attribute__((noinline)) static void lstm_accum_fused_forward_%(t)s(
+    int steps, int batch, int H, const %(t)s* x, const %(t)s* bias,
+    %(t)s* W,
+    const %(t)s* wci, const %(t)s* wcf, const %(t)s* wco,
+    %(t)s* c0, %(t)s* h0, %(t)s* hid, %(t)s* cell, %(t)s* act)
+{
+    const int G = 4 * H;
+    const size_t sh = (size_t)batch * H, sg = (size_t)batch * G;
+    for (int t = 0; t < steps; ++t) {
+        %(t)s* h_prev = t ? hid + (t - 1) * sh : h0;
+        const %(t)s* c_prev = t ? cell + (t - 1) * sh : c0;
+        %(t)s* a = act + t * sg;
+        const %(t)s* xt = x + t * sg;
+        %(t)s* c_out = cell + t * sh;
+        %(t)s* h_out = hid + t * sh;
+        /* a = h_prev . W */
+        lstm_accum_gemm_%(t)s('N', 'N', G, batch, H, 1, W, G, h_prev, H, 0,
+                              a, G);
+        for (int b = 0; b < batch; ++b) {
+            %(t)s* __restrict__ ab = a + (size_t)b * G;
+            const %(t)s* __restrict__ xb = xt + (size_t)b * G;
+            const %(t)s* __restrict__ cp = c_prev + (size_t)b * H;
+            %(t)s* __restrict__ co = c_out + (size_t)b * H;
+            %(t)s* __restrict__ ho = h_out + (size_t)b * H;
+#pragma GCC ivdep
+            for (int j = 0; j < H; ++j) {
+                %(t)s i = lstm_accum_sigmoid_%(t)s(
+                    ab[j] + xb[j] + bias[j] + cp[j] * wci[j]);
+                %(t)s f = lstm_accum_sigmoid_%(t)s(
+                    ab[H + j] + xb[H + j] + bias[H + j] + cp[j] * wcf[j]);
+                %(t)s g = lstm_accum_tanh(
+                    ab[2 * H + j] + xb[2 * H + j] + bias[2 * H + j]);
+                %(t)s os = lstm_accum_sigmoid_%(t)s(
+                    ab[3 * H + j] + xb[3 * H + j] + bias[3 * H + j]);
+                %(t)s c = f * cp[j] + i * g;
+                co[j] = c;
+                ho[j] = (os + c * wco[j]) * lstm_accum_tanh(c);
+                ab[j] = i;
+                ab[H + j] = f;
+                ab[2 * H + j] = g;
+                ab[3 * H + j] = os;
+            }
+        }
+    }
+}
+
+__attribute__((noinline)) static void lstm_accum_fused_backward_%(t)s(
+    int steps, int batch, int H, %(t)s clip, %(t)s* W,
+    const %(t)s* wci, const %(t)s* wcf, const %(t)s* wco,
+    const %(t)s* c0, %(t)s* h0, %(t)s* hid, const %(t)s* cell,
+    const %(t)s* act, const %(t)s* dhid, %(t)s* dx, %(t)s* dbias, %(t)s* dW,
+    %(t)s* dwci, %(t)s* dwcf, %(t)s* dwco, %(t)s* dc, %(t)s* dh)
+{
+    const int G = 4 * H;
+    const size_t sh = (size_t)batch * H, sg = (size_t)batch * G;
+    /* dc, dh: the gradients flowing into step t from step t+1; at the end
+       those of cell_init and hid_init. */
+    memset(dc, 0, sizeof(%(t)s) * sh);
+    memset(dh, 0, sizeof(%(t)s) * sh);
+    memset(dwci, 0, sizeof(%(t)s) * H);
+    memset(dwcf, 0, sizeof(%(t)s) * H);
+    memset(dwco, 0, sizeof(%(t)s) * H);
+    memset(dbias, 0, sizeof(%(t)s) * G);
+    for (int t = steps - 1; t >= 0; --t) {
+        const %(t)s* c_prev = t ? cell + (t - 1) * sh : c0;
+        const %(t)s* ct = cell + t * sh;
+        const %(t)s* at = act + t * sg;
+        const %(t)s* dht = dhid + t * sh;
+        %(t)s* d = dx + t * sg;
+        for (int b = 0; b < batch; ++b) {
+            const %(t)s* __restrict__ ab = at + (size_t)b * G;
+            const %(t)s* __restrict__ cp = c_prev + (size_t)b * H;
+            const %(t)s* __restrict__ cb = ct + (size_t)b * H;
+            const %(t)s* __restrict__ dhb = dht + (size_t)b * H;
+            %(t)s* __restrict__ dcb = dc + (size_t)b * H;
+            const %(t)s* __restrict__ dhn = dh + (size_t)b * H;
+            %(t)s* __restrict__ db = d + (size_t)b * G;
+            %(t)s* __restrict__ gci = dwci;
+            %(t)s* __restrict__ gcf = dwcf;
+            %(t)s* __restrict__ gco = dwco;
+            %(t)s* __restrict__ gb = dbias;
+#pragma GCC ivdep
+            for (int j = 0; j < H; ++j) {
+                %(t)s i = ab[j], f = ab[H + j], g = ab[2 * H + j],
+                      os = ab[3 * H + j];
+                %(t)s c = cb[j], tc = lstm_accum_tanh(c);
+                %(t)s o = os + c * wco[j];
+                %(t)s h_grad = dhb[j] + dhn[j];
+                %(t)s do_ = h_grad * tc;
+                %(t)s c_grad = dcb[j] + h_grad * o * (1 - tc * tc)
+                               + do_ * wco[j];
+                %(t)s d_o = do_ * os * (1 - os);
+                %(t)s d_i = c_grad * g * i * (1 - i);
+                %(t)s d_f = c_grad * cp[j] * f * (1 - f);
+                %(t)s d_g = c_grad * i * (1 - g * g);
+                gco[j] += do_ * c;
+                gci[j] += d_i * cp[j];
+                gcf[j] += d_f * cp[j];
+                dcb[j] = c_grad * f + d_i * wci[j] + d_f * wcf[j];
+                if (clip > 0) {
+                    d_i = d_i > clip ? clip : (d_i < -clip ? -clip : d_i);
+                    d_f = d_f > clip ? clip : (d_f < -clip ? -clip : d_f);
+                    d_g = d_g > clip ? clip : (d_g < -clip ? -clip : d_g);
+                    d_o = d_o > clip ? clip : (d_o < -clip ? -clip : d_o);
+                }
+                db[j] = d_i;
+                db[H + j] = d_f;
+                db[2 * H + j] = d_g;
+                db[3 * H + j] = d_o;
+                gb[j] += d_i;
+                gb[H + j] += d_f;
+                gb[2 * H + j] += d_g;
+                gb[3 * H + j] += d_o;
+            }
+        }
+        /* dh = d . W^T   (col-major: dh^T (H, B) = W (H, G) . d^T (G, B)) */
+        lstm_accum_gemm_%(t)s('T', 'N', H, batch, G, 1, W, G, d, G, 0, dh,
+                              H);
+    }
+    /* dW = Hprev^T . dx with Hprev = [h0; hid[0 .. T-2]]  (T*B, H),
+       one product (col-major: dW^T (G, H) = dx^T (G, TB) . Hprev (TB, H)).
+       Hprev is hid shifted by one step: copied into a scratch buffer so
+       that the product is a single call with beta = 0. */
+    if (steps <= 1) {
+        lstm_accum_gemm_%(t)s('N', 'T', G, H, batch, 1, dx, G, h0, H, 0, dW,
+                              G);
+        return;
+    }
+    %(t)s* hprev = (%(t)s*)malloc(sizeof(%(t)s) * sh * steps);
+    if (!hprev) {
+        lstm_accum_gemm_%(t)s('N', 'T', G, H, batch, 1, dx, G, h0, H, 0, dW,
+                              G);
+        lstm_accum_gemm_%(t)s('N', 'T', G, H, (steps - 1) * batch, 1,
+                              dx + sg, G, hid, H, 1, dW, G);
+        return;
+    }
+    memcpy(hprev, h0, sizeof(%(t)s) * sh);
+    memcpy(hprev + sh, hid, sizeof(%(t)s) * sh * (steps - 1));
+    lstm_accum_gemm_%(t)s('N', 'T', G, H, steps * batch, 1, dx, G, hprev, H,
+                          0, dW, G);
+    free(hprev);
+}
+"""
+
+FusedLSTM.c_loops = FusedLSTMGrad.c_loops = "".join(
+    _LOOPS % {"t": t, "p": p} for t, p in (("float", "s"), ("double", "d")))

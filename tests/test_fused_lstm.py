@@ -1,0 +1,185 @@
+"""The fused LSTM operation computes what Lasagne's scan LSTMLayer computes.
+
+Reference: ``lasagne.layers.LSTMLayer`` itself (``theano.scan`` and Theano's
+automatic differentiation, not our code), compiled separately, in float64:
+hidden states and the gradients of every parameter (and of learned initial
+states) must agree to 1e-10, with ``grad_clipping`` active (large incoming
+gradients, so the clip bites) and off, with and without peepholes, through
+the C implementation and through the NumPy ``perform`` (Theano's Python
+linker).  Then the model builder: ``impl='auto'`` runs the fused operation
+where it applies, scan where it does not (masks), and ``'fused'`` and
+``'scan'`` models of the same seed give the same losses and gradients.
+"""
+import numpy as np
+import pytest
+
+from lstm_accum.backend import theano, T, lasagne
+from lstm_accum.exceptions import InputError
+from lstm_accum.fused_lstm import FusedLSTM, FusedLSTMGrad, fused_lstm
+from lstm_accum.model import FusedLSTMLayer, IdLSTMLayer, build_model
+
+from helpers import float64
+
+L = lasagne.layers
+V, H = 11, 5
+PY_MODE = theano.Mode(linker="py", optimizer="fast_run")
+
+
+def _randomize(layer, rng, scale=1.5):
+    for p in layer.get_params(trainable=True):
+        v = p.get_value()
+        p.set_value(rng.uniform(-scale, scale, v.shape).astype(v.dtype))
+
+
+def _pair(peepholes, grad_clipping, learn_init, mode=None):
+    """Compile Lasagne's scan layer and our fused layer on the same weights:
+    f(x, r) -> [hidden states] + gradients of sum(hidden * r)."""
+    rng = np.random.RandomState(1 + 2 * peepholes + 4 * learn_init)
+    l_in = L.InputLayer((None, None, V))
+    kwargs = dict(peepholes=peepholes, grad_clipping=grad_clipping,
+                  learn_init=learn_init)
+    ref = L.LSTMLayer(l_in, H, **kwargs)
+    ours = FusedLSTMLayer(l_in, H, impl="fused", **kwargs)
+    _randomize(ref, rng)
+    L.set_all_param_values(ours, L.get_all_param_values(ref))
+    for name in ("cell_init", "hid_init"):
+        getattr(ours, name).set_value(getattr(ref, name).get_value())
+    X, R = T.tensor3("X"), T.tensor3("R")
+    fns = []
+    for layer, m in ((ref, None), (ours, mode)):
+        out = L.get_output(layer, X)
+        params = layer.get_params(trainable=True)
+        grads = theano.grad((out * R).sum(), params)
+        fns.append(theano.function([X, R], [out] + grads, mode=m))
+    ops = [type(n.op) for n in fns[1].maker.fgraph.toposort()]
+    assert FusedLSTM in ops and FusedLSTMGrad in ops
+    assert not any("Scan" in t.__name__ for t in ops)
+    return fns, [p.name for p in ref.get_params(trainable=True)]
+
+
+CASES = [  # peepholes, grad_clipping, learn_init
+    (True, 0.3, False),
+    (True, False, True),
+    (False, 0.3, True),
+]
+
+
+@pytest.mark.parametrize("linker", ["c", "py"])
+@pytest.mark.parametrize("peepholes,clip,learn_init", CASES)
+def test_fused_equals_lasagne_scan_float64(linker, peepholes, clip,
+                                           learn_init):
+    with float64():
+        fns, names = _pair(peepholes, clip, learn_init,
+                           PY_MODE if linker == "py" else None)
+    rng = np.random.RandomState(7)
+    for B, steps in ((3, 7), (1, 1), (2, 13)):
+        x = rng.uniform(-2, 2, (B, steps, V))
+        r = rng.normal(0, 3, (B, steps, H))  # large: the clip at 0.3 bites
+        want = fns[0](x, r)
+        got = fns[1](x, r)
+        for name, a, b in zip(["hidden"] + names, want, got):
+            assert a.shape == b.shape, name
+            err = np.abs(a - b).max() / max(np.abs(a).max(), 1e-300)
+            assert err < 1e-10, (name, B, steps, err)
+
+
+def test_clipping_changes_the_gradient():
+    """The comparison above is not vacuous: with this input, clipping at 0.3
+    changes the input-weight gradient by far more than the tolerance."""
+    with float64():
+        (f_ref, f_clip), _ = _pair(True, 0.3, False)
+        (_, f_free), _ = _pair(True, False, False)
+    rng = np.random.RandomState(7)
+    x = rng.uniform(-2, 2, (3, 7, V))
+    r = rng.normal(0, 3, (3, 7, H))
+    clipped, free = f_clip(x, r)[1], f_free(x, r)[1]
+    assert np.abs(clipped - free).max() > 1e-2 * np.abs(free).max()
+
+
+def test_fused_float32_close_to_float64():
+    fns, _ = _pair(True, 5.0, False)  # floatX is float32 in the tests
+    with float64():
+        fns64, _ = _pair(True, 5.0, False)
+    rng = np.random.RandomState(3)
+    x = rng.uniform(-1, 1, (4, 9, V))
+    r = rng.normal(0, 1, (4, 9, H))
+    got = fns[1](x.astype("float32"), r.astype("float32"))
+    want = fns64[1](x, r)
+    assert got[0].dtype == np.float32
+    for a, b in zip(want, got):
+        assert np.abs(a - b).max() <= 1e-5 * max(np.abs(a).max(), 1.0)
+
+
+def test_shape_errors_are_clear():
+    x, W = T.tensor3(), T.matrix()
+    v, s = T.vector(), T.matrix()
+    f = theano.function([x, W, v, s], fused_lstm(x, W, v, v, v, s, s))
+    f32 = np.float32
+    with pytest.raises(ValueError, match="inconsistent shapes"):
+        # 4H = 20 input contributions for a W_hid of H = 4
+        f(np.zeros((2, 3, 20), f32), np.zeros((4, 16), f32),
+          np.zeros(4, f32), np.zeros((3, 4), f32))
+    with pytest.raises(TypeError, match="float32 or float64"):
+        fused_lstm(T.itensor3(), W, v, v, v, s, s)
+
+
+# -- the model builder ---------------------------------------------------------
+
+def _op_names(fn):
+    return {type(n.op).__name__ for n in fn.maker.fgraph.toposort()}
+
+
+@pytest.mark.parametrize("input_kind,batching", [
+    ("onehot", "sample"), ("ids", "bucket"), ("ids", "mask")])
+def test_build_model_auto_picks_fused_where_it_applies(input_kind, batching):
+    model = build_model(V, H, input=input_kind, batching=batching, seed=0)
+    layer = model.recurrent_layers[0]
+    assert isinstance(layer, (FusedLSTMLayer, IdLSTMLayer))
+    fn = theano.function(model.inputs, theano.grad(model.loss(),
+                                                   model.params))
+    names = _op_names(fn)
+    if batching == "mask":
+        assert "Scan" in names and "FusedLSTM" not in names
+    else:
+        assert "FusedLSTM" in names and "FusedLSTMGrad" in names
+        assert "Scan" not in names
+
+
+def test_impl_fused_refuses_what_it_cannot_do():
+    with pytest.raises(InputError, match="impl='fused'.*mask"):
+        build_model(V, H, batching="mask", impl="fused")
+    with pytest.raises(InputError, match="impl must be one of"):
+        build_model(V, H, impl="cuda")
+    l_in = L.InputLayer((None, None, V))
+    with pytest.raises(InputError, match="backwards=True"):
+        FusedLSTMLayer(l_in, H, impl="fused", backwards=True)
+    # 'auto' falls back to scan for the same layer
+    layer = FusedLSTMLayer(l_in, H, backwards=True)
+    out = L.get_output(layer, T.tensor3())
+    assert "Scan" in {type(n.op).__name__ for n in
+                      theano.gof.graph.io_toposort([], [out])}
+
+
+@pytest.mark.parametrize("input_kind,batching", [
+    ("onehot", "sample"), ("ids", "sample"), ("onehot", "bucket"),
+    ("ids", "bucket")])
+def test_fused_and_scan_models_agree_float64(input_kind, batching):
+    """Same seed, same weights; loss and every gradient equal (1e-10)."""
+    rng = np.random.RandomState(5)
+    B, steps = (1, 6) if batching == "sample" else (3, 6)
+    ids = rng.randint(0, V, (B, steps)).astype(np.int32)
+    y = rng.randint(0, V, (B, steps)).astype(np.int32)
+    if batching == "sample":
+        y = y[0]
+    results = []
+    with float64():
+        for impl in ("scan", "fused"):
+            model = build_model(V, H, input=input_kind, batching=batching,
+                                seed=11, impl=impl)
+            fn = theano.function(model.inputs, [model.loss()] + theano.grad(
+                model.loss(), model.params))
+            x = ids if input_kind == "ids" else np.eye(V)[ids]
+            results.append(fn(x, y))
+    for a, b in zip(*results):
+        err = np.abs(a - b).max() / max(np.abs(a).max(), 1e-300)
+        assert err < 1e-10
