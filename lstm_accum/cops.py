@@ -21,6 +21,8 @@ and ``lstm_accum_tanh`` for float (Cephes' polynomials, relative error about
 ``__attribute__((noinline))`` functions: inlined into Theano's large
 generated function, GCC stops vectorising them.
 """
+import hashlib
+
 from .backend import theano
 
 __all__ = ["CpuCOp", "SUPPORT_CODE"]
@@ -37,10 +39,14 @@ class CpuCOp(theano.Op):
     c_loops = ""
     c_version = 0
 
+    def _source_hash(self):
+        return hashlib.sha256(
+            (SUPPORT_CODE + self.c_loops).encode("utf-8")).hexdigest()[:16]
+
     def c_support_code(self):
         from theano.tensor.blas_headers import blas_header_text
-        stamp = "/* %s v%d, flags: %s */\n" % (
-            type(self).__module__, self.c_version,
+        stamp = "/* %s v%d (%s), flags: %s */\n" % (
+            type(self).__module__, self.c_version, self._source_hash(),
             " ".join(self.c_compile_args() + ["no:"]
                      + self.c_no_compile_args()))
         return stamp + blas_header_text() + SUPPORT_CODE + self.c_loops
@@ -78,7 +84,10 @@ class CpuCOp(theano.Op):
 
     def c_code_cache_version(self):
         from theano.tensor.blas_headers import blas_header_version
-        return (self.c_version,) + tuple(blas_header_version())
+        # The hash of the loops: a change of the C code without a change of
+        # c_version still gets a new module.
+        return (self.c_version, self._source_hash()) + tuple(
+            blas_header_version())
 
 
 _MATH = r"""
@@ -147,7 +156,7 @@ static int lstm_accum_prepare_output(PyArrayObject** out, int nd,
     *out = (PyArrayObject*)PyArray_EMPTY(nd, dims, typenum, 0);
     if (!*out) {
         PyErr_SetString(PyExc_MemoryError,
-                        "FusedLSTM: could not allocate an output");
+                        "could not allocate the output of an lstm_accum C operation");
         return 1;
     }
     return 0;

@@ -207,9 +207,10 @@ class FusedLSTM(CpuCOp):
             W, wci, wcf, wco, c0, h0, hid, cell, act, dhid)
 
     def connection_pattern(self, node):
-        # Every input reaches the hidden states; the other two outputs
-        # exist for the gradient only.
-        return [[True, False, False] for _ in node.inputs]
+        # Every input reaches every output (the cell states and gate
+        # activations exist for the gradient; grad() refuses a cost that
+        # uses them rather than dropping that part of the gradient).
+        return [[True, True, True] for _ in node.inputs]
 
     def c_code(self, node, name, inputs, outputs, sub):
         x, b, W, wci, wcf, wco, c0, h0 = inputs

@@ -183,3 +183,14 @@ def test_fused_and_scan_models_agree_float64(input_kind, batching):
     for a, b in zip(*results):
         err = np.abs(a - b).max() / max(np.abs(a).max(), 1e-300)
         assert err < 1e-10
+
+
+def test_gradient_through_auxiliary_outputs_is_refused():
+    """A cost that uses the cell states gets an error, not a gradient that
+    silently leaves out that path."""
+    x, W = T.tensor3(), T.matrix()
+    v, s, b = T.vector(), T.matrix(), T.vector()
+    hid, cell, act = FusedLSTM(0.0)(x, b, W, v, v, v, s, s)
+    assert theano.grad(hid.sum(), W) is not None
+    with pytest.raises(NotImplementedError, match="cell states"):
+        theano.grad(hid.sum() + cell.sum(), W)

@@ -443,9 +443,10 @@ def test_training_loss_matches_log_probs_and_softmax_gradient(lstm_mask_pair):
 
 
 def test_training_graph_is_fused_and_never_stacks_input_weights():
-    """Performance contract of the id model's training graph: one fused
-    softmax-crossentropy op (no separate softmax for the gradient), and the
-    (V, H) input weights are looked up gate by gate, never joined into a
+    """Performance contract of the id model's training graph (CPU): one
+    fused softmax-NLL op and its gradient (no separate softmax, no separate
+    bias-gradient sum), one fused LSTM op and its gradient (no scan), and
+    the (V, H) input weights are looked up gate by gate, never joined into a
     (V, 4H) matrix (whose gradient would then be split back every call)."""
     model = build_model(V, H, input="ids", batching="bucket", seed=0)
     loss = model.loss()
@@ -453,8 +454,13 @@ def test_training_graph_is_fused_and_never_stacks_input_weights():
                         [loss] + theano.grad(loss, model.params))
     nodes = f.maker.fgraph.toposort()
     names = [type(n.op).__name__ for n in nodes]
-    assert names.count("CrossentropySoftmaxArgmax1HotWithBias") == 1
-    assert names.count("CrossentropySoftmax1HotWithBiasDx") == 1
+    for op in ("SoftmaxNLL", "SoftmaxNLLGrad", "FusedLSTM", "FusedLSTMGrad"):
+        assert names.count(op) == 1, op
+    assert "Scan" not in names
+    # the only sums are the loss's (over the token vector): the bias
+    # gradients come out of the fused ops
+    assert all(n.inputs[0].ndim == 1 for n in nodes
+               if type(n.op).__name__ == "Sum")
     assert "Softmax" not in names and "SoftmaxWithBias" not in names
     joined = [x.name for n in nodes if type(n.op).__name__ == "Join"
               for x in n.inputs]
