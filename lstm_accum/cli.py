@@ -120,6 +120,12 @@ class TrainCommand(object):
                        help="one-hot vectors as in the original question, or "
                             "word ids with a row lookup (same maths, "
                             "faster; default %(default)s)")
+        g.add_argument("--impl", choices=("auto", "fused", "scan"),
+                       default=d.impl,
+                       help="LSTM layers as one fused C operation on the "
+                            "CPU ('auto': when the configuration allows, "
+                            "else Lasagne's scan; 'scan': always Lasagne's "
+                            "scan; same numbers; default %(default)s)")
         g.add_argument("--dropout", type=_float_in(
             0, 0.999, what="a number in [0, 1)"), default=d.dropout,
             help="dropout after each recurrent layer (default %(default)s)")
@@ -212,6 +218,7 @@ class TrainCommand(object):
             valid_fraction=args.valid_fraction, lowercase=args.lowercase,
             max_length=args.max_length, units=args.units, layers=args.layers,
             cell=args.cell, input=args.input, dropout=args.dropout,
+            impl=args.impl,
             batching=args.batching, batch_size=args.batch_size,
             accumulate=args.accumulate,
             accumulate_tokens=args.accumulate_tokens,

@@ -64,7 +64,7 @@ iterator position (epoch and minibatch index in the epoch's seeded plan).
 A resumed run is bit-identical to one that was never stopped. Settings that
 change the run (model, data, batching, optimizer, seed...) must equal the
 checkpoint's; only ``epochs``, ``max_updates``, ``patience``,
-``progress``, ``log_every`` and the paths may differ. The corpus is
+``progress``, ``log_every``, ``impl`` and the paths may differ. The corpus is
 identified by its SHA-256, so it may move but not change.
 
 Ctrl-C saves a checkpoint (mid-window if need be) and returns with
@@ -113,7 +113,8 @@ OPTIMIZERS = ("adagrad", "sgd", "momentum", "nesterov_momentum", "rmsprop",
 
 #: Settings that may differ between a checkpoint and the run resuming it.
 RESUMABLE_CHANGES = ("corpus", "out", "resume", "epochs", "max_updates",
-                     "patience", "progress", "log_every", "distributed")
+                     "patience", "progress", "log_every", "distributed",
+                     "impl")
 
 
 @dataclass
@@ -136,6 +137,7 @@ class TrainConfig:
     input: str = "ids"              # 'ids' (row lookup) or 'onehot' (as asked)
     dropout: float = 0.0            # dropout between/after recurrent layers
     grad_clipping: float = 5.0      # Lasagne's per-step gradient clipping
+    impl: str = "auto"              # LSTM as fused C op ('auto'), or 'scan'
     # -- batching and accumulation -------------------------------------------
     batching: str = "bucket"        # 'sample' (1 sentence), 'bucket', 'mask'
     batch_size: int = 32            # sentences per minibatch (bucket/mask)
@@ -265,6 +267,7 @@ def validate_config(config):
             not 0 <= config.min_improvement < 1:
         bad("min_improvement", "a number in [0, 1)")
     choices = {"cell": ("lstm", "gru"), "input": ("ids", "onehot"),
+               "impl": ("auto", "fused", "scan"),
                "batching": ("sample", "bucket", "mask"),
                "normalize": ("samples", "tokens", "sum"),
                "partial_window": ("apply", "drop", "carry"),
@@ -555,7 +558,7 @@ class Trainer(object):
             len(self.vocab), c.units, num_layers=c.layers, input=c.input,
             batching=c.batching, cell=c.cell, dropout=c.dropout,
             grad_clipping=c.grad_clipping if c.grad_clipping > 0 else False,
-            seed=c.seed)
+            seed=c.seed, impl=c.impl)
         self.acc = self._make_accumulator(GradientAccumulator)
 
     def _make_accumulator(self, GradientAccumulator):

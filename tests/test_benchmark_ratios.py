@@ -7,10 +7,11 @@ N=32 sentences, float32), all paths timed round-robin in one run:
 * bucketed accumulation with id input is at least ``BUCKET_RATIO`` times
   the question's approach in tokens/s (issue 6 asks 10x at H=256; at this
   small H the per-call overheads weigh more and the machine is shared, so
-  the threshold is conservative: measured ratios are well above it);
+  the threshold is conservative: 4.7x measured on one core);
 * per-sentence on-device accumulation (the question's own network) is at
   least ``SAMPLE_RATIO`` times the question's approach: summing on the
-  device must never be slower than returning gradients to numpy.
+  device must never be slower than returning gradients to numpy (1.4x
+  measured on one core).
 
 It also checks that the table and the JSON results are complete and
 consistent (ratio column, token counts, a bucket call holding many
@@ -24,8 +25,8 @@ import sys
 import numpy as np
 import pytest
 
-BUCKET_RATIO = 2.0
-SAMPLE_RATIO = 0.8
+BUCKET_RATIO = 3.0
+SAMPLE_RATIO = 1.0
 PATHS = ("question", "sample-onehot", "bucket-ids")
 
 

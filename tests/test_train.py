@@ -335,6 +335,7 @@ def test_resume_refuses_other_settings_corpus_or_damage(shared, corpus,
     (dict(corpus="/nonexistent/file.txt"), "does not exist"),
     (dict(accumulate_tokens=-5), "accumulate_tokens must be an integer >= 0"),
     (dict(max_norm=float("inf")), "max_norm must be a finite number"),
+    (dict(impl="cuda"), "impl must be one of auto, fused, scan"),
 ])
 def test_bad_settings_are_refused_early(corpus, tmp_path, change, message):
     change = dict(change)
