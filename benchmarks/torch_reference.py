@@ -1,0 +1,766 @@
+"""Our fastest paths against PyTorch's CPU LSTM, side by side (issue 6).
+
+Issue 6 says the fastest CPU implementation of this model we know of runs
+8-10x faster than our best Theano path on this machine.  This script
+measures that gap in one run: PyTorch's ``torch.nn.LSTM`` (its fused CPU
+kernel) and our paths from :mod:`paths`, timed round-robin on the same
+windows of the same synthetic corpus, with the same number of threads on
+both sides of a row.
+
+PyTorch is *not* a dependency of lstm_accum: never install it into
+``.venv``.  Make a separate environment from the wheel on disk (PyPI also
+works)::
+
+    python3.11 -m venv /tmp/torchvenv
+    /tmp/torchvenv/bin/pip install \\
+        /opt/wheels/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl \\
+        'numpy<2'
+
+Then, from the repository root, with the project's environment::
+
+    .venv/bin/python benchmarks/torch_reference.py \\
+        --torch-python /tmp/torchvenv/bin/python           # H=256, 1.5 min
+    .venv/bin/python benchmarks/torch_reference.py \\
+        --torch-python /tmp/torchvenv/bin/python --units 256,1024
+
+Paths (``--paths``, comma-separated):
+
+``torch-onehot``   one-hot input ``(B, T, V)`` -> ``nn.LSTM(V, H)`` ->
+                   ``nn.Linear(H, V)`` -> summed softmax cross-entropy.  The
+                   reference: the question's model and math, PyTorch's
+                   default CPU kernel (oneDNN's fused LSTM).
+``torch-onehot-native``  the same with oneDNN off: ATen's own CPU LSTM (all
+                   steps' input product as one matrix product, then each step
+                   as ATen operations under autograd).  Faster here: oneDNN's
+                   backward also computes the gradient of the V-wide input,
+                   which nothing needs.
+``torch-ids``      the same model with word ids: the input product is a row
+                   lookup ``W_in[ids]`` (``F.embedding`` into the ``(V, 4H)``
+                   input weights, as our ``ids`` path), then the recurrence
+                   as one ``addmm`` and the gate arithmetic per step (Python
+                   loop, autograd).  ``nn.LSTM`` cannot take precomputed
+                   gate inputs, so this path cannot use its fused kernel.
+``torch-embed``    (not in the default set) what a PyTorch user would write
+                   for ids: ``nn.Embedding(V, H)`` -> ``nn.LSTM(H, H)`` (fused
+                   kernel).  A different model: an extra ``(H, 4H)`` input
+                   product, +24 H^2 FLOPs per token.
+``bucket-onehot``, ``bucket-ids``, ``question``, ... ours: the workers of
+                   :mod:`paths` (any name in ``paths.PATHS``).
+
+The torch paths use PyTorch's LSTM: no peephole connections (Lasagne's has
+three ``(H,)`` vectors: 3H multiplications per step, not counted in FLOPs),
+two bias vectors (``b_ih + b_hh``: the same sum as our one), no
+``grad_clipping`` (ours clips the gate pre-activation gradients at 5), and
+``torch.optim.Adagrad`` (``eps`` added after the square root, 1e-6, where
+Lasagne adds it under the root).  The matrix products, hence the FLOPs per
+token, are the same as ours to well under 1%.
+
+How it is measured:
+
+* the data: the synthetic corpus of :mod:`synthetic`
+  (``zipf_corpus(sentences, V, seed)``), bucketed minibatches of up to 32
+  equal-length sentences (no mask) from ``plan_epoch(corpus, 'bucket', 32,
+  seed, epoch)`` + ``make_batch(..., 'ids')``, epoch after epoch.  The parent
+  process (``.venv``) exports every window of the run to an ``.npz``
+  (``--export``) in the order a :mod:`paths` bucket worker draws them, so the
+  torch processes train on exactly the windows ``bucket-onehot`` and
+  ``bucket-ids`` train on (``question`` draws its own per-sentence windows of
+  the same corpus);
+* a window is whole minibatches until at least N sentences; every
+  minibatch's summed loss is back-propagated (``loss.backward()`` adds into
+  ``.grad``), then the gradients are divided by the window's sentence count,
+  one Adagrad step (learning rate ``paths.LR``) and ``zero_grad``.  The
+  window's tensors (one-hot expansion included) are built before the clock
+  starts, for every path;
+* every path runs in its own process, all alive at once for one (H, threads)
+  setting; after one untimed warm-up window each, windows are timed
+  round-robin, rotating which path goes first;
+* threads: ``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS`` and
+  ``MKL_NUM_THREADS`` set to the row's value for every process, and
+  ``torch.set_num_threads`` in the torch processes.  On a shared 2-core
+  machine the 2-thread rows measure contention as much as speed: while
+  another process holds one core, PyTorch's OpenMP threads (a barrier per
+  operation, per time step) slow down up to 10-20x, OpenBLAS's threads in
+  our paths far less (the same torch worker at 2 threads measured from 600
+  to 19000 tokens/s from one run to the next here).  The output gives the
+  load average of each group: a 2-thread row says something about speed only
+  when it stayed near 1 (this script's own worker).  The cause is libgomp's
+  spin-waiting; with ``--omp-passive`` (``OMP_WAIT_POLICY=PASSIVE`` in
+  every process) the same worker measured ~5000 instead of ~700 tokens/s
+  at 2 threads while another process held a core, about its 1-thread
+  speed;
+* tokens/s counts real target tokens (words + ``</s>``): the median over the
+  timed windows (min..max, number of windows); GFLOP/s uses
+  :func:`paths.flops_per_token` (one-hot ``22VH + 48H^2``, ids ``6VH +
+  48H^2``; torch-embed ``6VH + 72H^2``).
+"""
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+__all__ = ["TORCH_PATHS", "DEFAULT_PATHS", "flops_per_token",
+           "export_windows", "run", "format_table", "main"]
+
+# Defaults (issue 6: V=2000, H=256 and 1024, N=64, minibatches of 32).
+VOCAB = 2000          # V, special tokens included
+UNITS = (256,)        # H values measured (add 1024 with --units 256,1024)
+WINDOWS = (64,)       # N, sentences per update (at least)
+REPEATS = 5           # timed windows per (path, N), after one warm-up
+THREADS = (1, 2)      # BLAS/OpenMP/torch threads; the machine has 2 cores
+BATCH_SIZE = 32       # sentences per bucketed minibatch
+SENTENCES = 10000     # synthetic corpus size (as benchmarks/paths.py)
+SEED = 1234           # corpus, plans and weights
+
+#: torch path -> (input kind, oneDNN allowed, short description for the
+#: table).  nn.LSTM on the CPU runs oneDNN's fused RNN kernel by default;
+#: with oneDNN off, ATen's own CPU LSTM (the input product of all steps as
+#: one matrix product, then each step as ATen operations under autograd):
+#: measured 1.25x faster on the one-hot input here, since oneDNN's backward
+#: also computes the gradient of the (V-wide) input, which nothing needs.
+TORCH_PATHS = {
+    "torch-onehot": ("onehot", True, "nn.LSTM, oneDNN fused kernel (the "
+                     "default); no peepholes, 2 biases, no grad clipping"),
+    "torch-onehot-native": ("onehot", False, "nn.LSTM, oneDNN off (ATen "
+                            "ops per step, autograd); no peepholes, 2 "
+                            "biases, no grad clipping"),
+    "torch-ids": ("ids", True, "W_in row lookup + per-step addmm loop "
+                  "(autograd); no peepholes, no grad clipping"),
+    "torch-embed": ("ids", True, "nn.Embedding(V,H) + nn.LSTM(H,H): not our "
+                    "model, +24H^2 FLOPs/token"),
+}
+#: Measured unless --paths says otherwise: the reference, its id variant,
+#: our two bucketed paths and the question's approach (the issue's baseline).
+DEFAULT_PATHS = ("torch-onehot", "torch-onehot-native", "torch-ids",
+                 "bucket-onehot", "bucket-ids", "question")
+#: torch paths that train another model: left out of the "Gap" lines.
+OTHER_MODEL = ("torch-embed",)
+REFERENCE = "torch-onehot"   # the "gap" column divides by this path
+BASELINE = "question"        # the "x question" column divides by this path
+
+
+def _import_paths():
+    """:mod:`paths` (the project's benchmark), importable from here."""
+    for p in (ROOT, HERE):
+        if p not in sys.path:
+            sys.path.insert(0, p)
+    import paths
+    return paths
+
+
+def flops_per_token(path, vocab, units):
+    """Forward + backward FLOPs per target token of `path` (as
+    :func:`paths.flops_per_token`; torch-embed adds its ``(H, 4H)`` input
+    product: forward and both backward products, ``3 * 2 * H * 4H``)."""
+    paths = _import_paths()
+    if path in TORCH_PATHS:
+        kind = TORCH_PATHS[path][0]
+    else:
+        kind = paths.PATHS[path][0]
+    extra = 3 * 2 * units * 4 * units if path == "torch-embed" else 0
+    return paths.flops_per_token(vocab, units, kind) + extra
+
+
+# ---------------------------------------------------------------------------
+# data: the windows a paths.py bucket worker draws, exported once
+def export_windows(filename, windows=WINDOWS, repeats=REPEATS,
+                   sentences=SENTENCES, vocab=VOCAB, batch_size=BATCH_SIZE,
+                   seed=SEED):
+    """Write the windows of a run to an ``.npz`` (run under ``.venv``).
+
+    The windows are those a :mod:`paths` worker of a bucketed path draws
+    (its ``_Feeder``: ``plan_epoch(corpus, 'bucket', batch_size, seed,
+    epoch)`` and ``make_batch(..., 'ids')``, epoch after epoch), in the order
+    :func:`run` asks for them: one warm-up window of >= 1 sentence, then
+    `repeats` windows of >= N sentences for each N in `windows`.
+
+    Parameters
+    ----------
+    filename : str
+        The ``.npz`` to write.
+    windows : sequence of int
+        N values, sentences per window (at least).
+    repeats : int
+        Timed windows per N.
+    sentences, vocab, batch_size, seed : int
+        Corpus size, V, most sentences per minibatch, seed of the corpus and
+        of the epoch plans.
+
+    Returns
+    -------
+    dict
+        ``windows`` (number written, warm-up included), ``batches``,
+        ``tokens``.
+
+    Notes
+    -----
+    Keys: ``n`` (requested N of every window, 1 for the warm-up),
+    ``batches`` (minibatches per window), ``X%05d``/``y%05d`` (int32
+    ``(B, T)`` input ids and targets of every minibatch, in order) and the
+    scalars ``vocab``, ``batch_size``, ``seed``, ``sentences``.
+    """
+    paths = _import_paths()
+    import synthetic
+    corpus = synthetic.zipf_corpus(sentences, vocab, seed)
+    feeder = paths._Feeder(corpus, "ids", "bucket", vocab, batch_size,
+                           paths.MASK_POOL, seed)
+    plan = [1] + [int(n) for n in windows for _ in range(repeats)]
+    arrays = {"n": np.asarray(plan, dtype=np.int64), "vocab": np.int64(vocab),
+              "batch_size": np.int64(batch_size), "seed": np.int64(seed),
+              "sentences": np.int64(sentences)}
+    counts, k, tokens = [], 0, 0
+    for n in plan:
+        batches, _, tok, _ = feeder.window(n)
+        counts.append(len(batches))
+        tokens += tok
+        for X, y in batches:
+            arrays["X%05d" % k] = np.ascontiguousarray(X, dtype=np.int32)
+            arrays["y%05d" % k] = np.ascontiguousarray(y, dtype=np.int32)
+            k += 1
+    arrays["batches"] = np.asarray(counts, dtype=np.int64)
+    np.savez(filename, **arrays)
+    return {"windows": len(plan), "batches": k, "tokens": tokens}
+
+
+# ---------------------------------------------------------------------------
+# the torch worker: runs under the torch environment, imports no lstm_accum
+def _torch_model(path, vocab, units, seed):
+    """(parameters, loss function ``f(X, y) -> summed NLL``) of `path`."""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+    torch.manual_seed(seed)
+    V, H = vocab, units
+    linear = nn.Linear(H, V)
+    if path in ("torch-onehot", "torch-onehot-native"):
+        lstm = nn.LSTM(V, H, batch_first=True)
+        modules = [lstm, linear]
+
+        def hidden(X):
+            return lstm(X)[0]
+    elif path == "torch-embed":
+        embed = nn.Embedding(V, H)
+        lstm = nn.LSTM(H, H, batch_first=True)
+        modules = [embed, lstm, linear]
+
+        def hidden(X):
+            return lstm(embed(X))[0]
+    elif path == "torch-ids":
+        # nn.LSTM's layout and initialisation, stored as (V, 4H) and
+        # (H, 4H) so that a token's input product is one row and a step's
+        # recurrent product one addmm; gates in PyTorch's order i, f, g, o.
+        ref = nn.LSTM(V, H, batch_first=True)
+        W_in = nn.Parameter(ref.weight_ih_l0.detach().t().contiguous())
+        W_hid = nn.Parameter(ref.weight_hh_l0.detach().t().contiguous())
+        b = nn.Parameter((ref.bias_ih_l0 + ref.bias_hh_l0).detach().clone())
+        modules = [nn.ParameterList([W_in, W_hid, b]), linear]
+
+        def hidden(X):
+            gates_x = F.embedding(X, W_in) + b          # (B, T, 4H)
+            h = gates_x.new_zeros(X.shape[0], H)
+            c = h
+            hs = []
+            for t in range(X.shape[1]):
+                i, f, g, o = torch.addmm(gates_x[:, t], h, W_hid).chunk(4, 1)
+                c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+                h = torch.sigmoid(o) * torch.tanh(c)
+                hs.append(h)
+            return torch.stack(hs, 1)
+        hidden.reference = ref
+    else:
+        raise ValueError("unknown torch path %r; choose from %s"
+                         % (path, ", ".join(TORCH_PATHS)))
+    params = [p for m in modules for p in m.parameters()]
+
+    def loss(X, y):
+        out = linear(hidden(X))
+        return F.cross_entropy(out.reshape(-1, V), y.reshape(-1),
+                               reduction="sum")
+    loss.hidden = hidden
+    return params, loss
+
+
+def _check_ids_recurrence(hidden, vocab, seed):
+    """Largest difference between torch-ids' loop and ``nn.LSTM`` with the
+    same weights on a small batch (the loop's gate order is PyTorch's)."""
+    import torch
+    import torch.nn.functional as F
+    rng = np.random.RandomState(seed)
+    X = torch.from_numpy(rng.randint(0, vocab, size=(3, 7)).astype(np.int64))
+    with torch.no_grad():
+        ours = hidden(X)
+        ref = hidden.reference(F.one_hot(X, vocab).float())[0]
+    return float((ours - ref).abs().max())
+
+
+def _torch_worker(args):
+    """Serve one torch path over stdin/stdout JSON lines, the protocol of
+    :mod:`paths` workers (``ready``, then one reply per ``window``)."""
+    proto = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)           # anything else printed goes to the log
+
+    def send(**msg):
+        proto.write(json.dumps(msg) + "\n")
+
+    import torch
+    import torch.nn.functional as F
+    torch.set_num_threads(args.threads)
+    torch.backends.mkldnn.enabled = TORCH_PATHS[args.torch_worker][1]
+    data = np.load(args.data, allow_pickle=False)
+    vocab = int(data["vocab"])
+    plan, counts = data["n"], data["batches"]
+    first = np.r_[0, np.cumsum(counts)]
+    t0 = time.perf_counter()
+    params, loss_fn = _torch_model(args.torch_worker, vocab, args.units[0],
+                                   args.seed)
+    check = (_check_ids_recurrence(loss_fn.hidden, vocab, args.seed)
+             if args.torch_worker == "torch-ids" else None)
+    opt = torch.optim.Adagrad(params, lr=args.lr, eps=1e-6)
+    build_s = time.perf_counter() - t0
+    send(ready=True, compile_s=build_s, params=int(sum(p.numel()
+                                                       for p in params)),
+         describe="torch %s, threads=%d, %s" % (
+             torch.__version__, torch.get_num_threads(),
+             "oneDNN on" if torch.backends.mkldnn.enabled else
+             "oneDNN off"),
+         ids_check=check, rss_kb=resource.getrusage(
+             resource.RUSAGE_SELF).ru_maxrss)
+    onehot = TORCH_PATHS[args.torch_worker][0] == "onehot"
+    k = 0
+    for line in sys.stdin:
+        cmd = json.loads(line)
+        if cmd["cmd"] == "exit":
+            send(rss_kb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+            return
+        if k >= len(plan) or int(plan[k]) != cmd["n"]:
+            raise RuntimeError(
+                "asked for window %d of N=%d but %s holds %s; export the "
+                "data with the same --windows and --repeats" % (
+                    k, cmd["n"], args.data,
+                    "only %d windows" % len(plan) if k >= len(plan)
+                    else "N=%d there" % plan[k]))
+        batches, samples, tokens = [], 0, 0
+        for j in range(first[k], first[k + 1]):
+            X = torch.from_numpy(data["X%05d" % j].astype(np.int64))
+            y = torch.from_numpy(data["y%05d" % j].astype(np.int64))
+            if onehot:
+                X = F.one_hot(X, vocab).float()
+            batches.append((X, y))
+            samples += y.shape[0]
+            tokens += y.numel()
+        k += 1
+        total = 0.0
+        start = time.perf_counter()
+        for X, y in batches:
+            loss = loss_fn(X, y)
+            loss.backward()                 # adds into .grad
+            total += loss.item()
+        for p in params:                    # the mean over the window
+            p.grad.div_(samples)
+        opt.step()
+        opt.zero_grad()
+        seconds = time.perf_counter() - start
+        send(seconds=seconds, samples=samples, tokens=tokens, steps=tokens,
+             calls=len(batches), loss_per_token=total / tokens,
+             rss_kb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+# ---------------------------------------------------------------------------
+# the parent (under .venv)
+_TORCH_WORKER = []
+
+
+def _torch_worker_class():
+    """:class:`paths.Worker` for torch paths (defined on first use: the torch
+    worker process runs this file too and must not need :mod:`paths`)."""
+    if _TORCH_WORKER:
+        return _TORCH_WORKER[0]
+    paths = _import_paths()
+
+    class TorchWorker(paths.Worker):
+        """A torch path's worker process: :class:`paths.Worker`'s protocol
+        and parent side, started with the torch environment's Python."""
+
+        def __init__(self, path, units, data, threads, args, env=None):
+            self.path = path
+            self.log = tempfile.NamedTemporaryFile(
+                "w+", prefix="torchref-%s-" % path, suffix=".log",
+                delete=False)
+            cmd = [args.torch_python, os.path.abspath(__file__),
+                   "--torch-worker", path, "--units", str(units),
+                   "--data", data, "--threads", str(threads),
+                   "--seed", str(args.seed), "--lr", repr(paths.LR)]
+            self.proc = subprocess.Popen(
+                cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=self.log, text=True, bufsize=1, cwd=ROOT,
+                env=dict(os.environ, **(env or {})))
+            self.info = self._receive()
+    _TORCH_WORKER.append(TorchWorker)
+    return TorchWorker
+
+
+def _code_version():
+    """The commit measured, and the library files changed since (the speed
+    of our paths is whatever the working tree holds)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"],
+                              cwd=ROOT, capture_output=True, text=True,
+                              timeout=30).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "lstm_accum",
+             "benchmarks/paths.py"], cwd=ROOT, capture_output=True,
+            text=True, timeout=30).stdout.split("\n")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    changed = sorted(line[3:] for line in dirty if line.strip())
+    return head + (" + uncommitted changes to " + ", ".join(changed)
+                   if changed else "")
+
+
+def _thread_env(threads, omp_passive=False):
+    t = str(threads)
+    env = {"OPENBLAS_NUM_THREADS": t, "OMP_NUM_THREADS": t,
+           "MKL_NUM_THREADS": t}
+    if omp_passive:
+        env["OMP_WAIT_POLICY"] = "PASSIVE"
+    return env
+
+
+def _os_threads(pid):
+    try:
+        return len(os.listdir("/proc/%d/task" % pid))
+    except OSError:
+        return None
+
+
+def _summary(times, tokens):
+    rates = np.asarray(tokens, float) / np.asarray(times, float)
+    return {"median": float(np.median(rates)), "min": float(rates.min()),
+            "max": float(rates.max()), "repeats": int(len(rates))}
+
+
+def _start(path, H, threads, data, args, log):
+    paths = _import_paths()
+    env = _thread_env(threads, args.omp_passive)
+    log("# H=%d threads=%d: starting %s ..." % (H, threads, path))
+    if path in TORCH_PATHS:
+        w = _torch_worker_class()(path, H, data, threads, args, env=env)
+        if w.info.get("ids_check") is not None and \
+                not w.info["ids_check"] < 1e-4:
+            w.close()
+            raise RuntimeError("torch-ids' recurrence differs from nn.LSTM "
+                               "by %g" % w.info["ids_check"])
+    else:
+        w = paths.Worker(path, H, args, env=env)
+    log("#   ready in %.1f s (%s)%s" % (
+        w.info["compile_s"], w.info["describe"],
+        "; loop vs nn.LSTM, same weights: max |diff| %.1e" % w.info[
+            "ids_check"] if w.info.get("ids_check") is not None else ""))
+    return w
+
+
+def run(args, log=print):
+    """Measure ``args.paths`` for every H and thread count; the results as a
+    JSON-ready dict (``runs``: one entry per (H, threads, path) with
+    ``windows: {N: {median, min, max, repeats, tokens, samples}}``)."""
+    _import_paths()       # also puts the repository root on sys.path
+    from lstm_accum import blas
+    results = {"argv": sys.argv, "python": platform.python_version(),
+               "machine": platform.processor() or platform.machine(),
+               "cpus": os.cpu_count(), "vocab": args.vocab_size,
+               "openblas": blas.openblas_corename(),
+               "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
+               "code": _code_version(), "omp_passive": args.omp_passive,
+               "runs": []}
+    fd, data = tempfile.mkstemp(prefix="torchref-", suffix=".npz")
+    os.close(fd)
+    try:
+        t0 = time.perf_counter()
+        info = export_windows(data, args.windows, args.repeats,
+                              args.sentences, args.vocab_size,
+                              args.batch_size, args.seed)
+        log("# exported %d windows (%d minibatches, %d tokens) in %.1f s"
+            % (info["windows"], info["batches"], info["tokens"],
+               time.perf_counter() - t0))
+        for H in args.units:
+            for threads in args.threads:
+                results["runs"].extend(
+                    _measure(H, threads, data, args, log))
+    finally:
+        os.unlink(data)
+    return results
+
+
+def _measure(H, threads, data, args, log):
+    workers = {}
+    load = [os.getloadavg()[0]]    # other processes share the 2 cores
+    try:
+        for path in args.paths:
+            workers[path] = _start(path, H, threads, data, args, log)
+        for w in workers.values():           # warm-up, untimed
+            w.window(1)
+        os_threads = {p: _os_threads(w.proc.pid) for p, w in workers.items()}
+        timed = {(p, n): ([], [], []) for p in args.paths
+                 for n in args.windows}
+        losses = {}      # torch paths: training loss per token, per window
+        rnd = 0
+        for n in args.windows:
+            for _ in range(args.repeats):
+                k = rnd % len(args.paths)
+                for p in args.paths[k:] + args.paths[:k]:  # rotate the order
+                    r = workers[p].window(n)
+                    timed[p, n][0].append(r["seconds"])
+                    timed[p, n][1].append(r["tokens"])
+                    timed[p, n][2].append(r["samples"])
+                    if "loss_per_token" in r:
+                        losses.setdefault(p, []).append(r["loss_per_token"])
+                rnd += 1
+            log("# H=%d threads=%d N=%d: %s" % (H, threads, n, ", ".join(
+                "%s %.0f" % (p, np.median(np.asarray(timed[p, n][1]) /
+                                          np.asarray(timed[p, n][0])))
+                for p in args.paths)))
+    finally:
+        for w in workers.values():
+            w.close()
+    load.append(os.getloadavg()[0])
+    out = []
+    for p in args.paths:
+        w = workers[p]
+        entry = {"units": H, "threads": threads, "path": p,
+                 "describe": w.info["describe"],
+                 "compile_s": w.info["compile_s"],
+                 "params": w.info["params"], "os_threads": os_threads[p],
+                 "rss_mb": w.info.get("final_rss_kb", 0) / 1024.0,
+                 "loss_per_token": losses.get(p), "load_avg": load,
+                 "windows": {}}
+        for n in args.windows:
+            s = _summary(timed[p, n][0], timed[p, n][1])
+            s.update(tokens=float(np.mean(timed[p, n][1])),
+                     samples=float(np.mean(timed[p, n][2])))
+            entry["windows"][str(n)] = s
+        out.append(entry)
+    return out
+
+
+def _describe_path(path):
+    if path in TORCH_PATHS:
+        return TORCH_PATHS[path][2]
+    paths = _import_paths()
+    kind, batching, approach = paths.PATHS[path][:3]
+    what = {"question": "question's approach (grads to numpy)",
+            "accum": "GradientAccumulator"}[approach]
+    return "ours: %s, %s, %s input" % (what, batching, kind)
+
+
+def format_table(results):
+    """The results as a Markdown table, and the gap per (H, threads, N)."""
+    runs = results["runs"]
+    V = results["vocab"]
+    lines = ["| H | threads | N | path | tokens/s median (min..max) | "
+             "x %s | x %s | GFLOP/s | model |" % (REFERENCE, BASELINE),
+             "|" + "---|" * 9]
+    gaps = []
+    keys = sorted({(r["units"], r["threads"], int(n)) for r in runs
+                   for n in r["windows"]})
+    for H, threads, n in keys:
+        rows = [r for r in runs if r["units"] == H and
+                r["threads"] == threads and str(n) in r["windows"]]
+        med = {r["path"]: r["windows"][str(n)]["median"] for r in rows}
+        for r in rows:
+            w = r["windows"][str(n)]
+            ratio = [("%.2f" % (w["median"] / med[b])) if b in med else "-"
+                     for b in (REFERENCE, BASELINE)]
+            gf = w["median"] * flops_per_token(r["path"], V, H) / 1e9
+            lines.append(
+                "| %d | %d | %d | %s | %.0f (%.0f..%.0f) x%d | %s | %s | "
+                "%.1f | %s |" % (H, threads, n, r["path"], w["median"],
+                                 w["min"], w["max"], w["repeats"], ratio[0],
+                                 ratio[1], gf, _describe_path(r["path"])))
+        torch_best = max((p for p in med if p in TORCH_PATHS and
+                          p not in OTHER_MODEL),
+                         key=med.get, default=None)
+        ours_best = max((p for p in med if p not in TORCH_PATHS),
+                        key=med.get, default=None)
+        if torch_best and ours_best:
+            gaps.append(
+                "H=%d, %d thread%s, N=%d: fastest torch (%s) / our fastest "
+                "(%s) = %.2fx%s" % (
+                    H, threads, "s" if threads > 1 else "", n, torch_best,
+                    ours_best, med[torch_best] / med[ours_best],
+                    ("; %s / %s = %.2fx" % (REFERENCE, ours_best,
+                                            med[REFERENCE] / med[ours_best]))
+                    if REFERENCE in med and REFERENCE != torch_best else ""))
+    lines.append("")
+    lines.extend("Gap: " + g + "." for g in gaps)
+    med = {(r["units"], r["threads"], r["path"], n): w["median"]
+           for r in runs for n, w in r["windows"].items()}
+    slower = sorted({p for (H, t, p, n), v in med.items() if p in TORCH_PATHS
+                     and t > 1 and v < med.get((H, 1, p, n), 0)})
+    if slower and not results.get("omp_passive"):
+        lines.append(
+            "Note: %s ran slower with more threads than with 1: PyTorch's "
+            "OpenMP threads spin-wait, which collapses when another process "
+            "holds a core of this machine; measure on a quiet machine, or "
+            "with --omp-passive (OMP_WAIT_POLICY=PASSIVE for every "
+            "process)." % ", ".join(slower))
+    if results.get("omp_passive"):
+        lines.append("OMP_WAIT_POLICY=PASSIVE in every process "
+                     "(--omp-passive).")
+    loads = sorted({(r["units"], r["threads"], tuple(r["load_avg"]))
+                    for r in runs})
+    lines.append("1-minute load average at the start and end of each "
+                 "(H, threads) group (%d CPUs; our own workers run one at a "
+                 "time): %s." % (results["cpus"], "; ".join(
+                     "H=%d/%d thr %.1f..%.1f" % (H, t, a, b)
+                     for H, t, (a, b) in loads)))
+    threads_seen = sorted({(r["threads"], r["path"], r["os_threads"])
+                           for r in runs})
+    lines.append("OS threads per worker process after warm-up (threads "
+                 "setting: path=count): " + "; ".join(
+                     "%d: %s" % (t, ", ".join("%s=%s" % (p, c) for tt, p, c
+                                              in threads_seen if tt == t))
+                     for t in sorted({t for t, _, _ in threads_seen})) + ".")
+    describe = sorted({r["describe"] for r in runs if r["path"] not in
+                       TORCH_PATHS})
+    lines.append("Ours: %s; OpenBLAS kernels %s%s; code %s." % (
+        "; ".join(describe) or "no path of ours", results["openblas"],
+        (", OPENBLAS_CORETYPE=%s" % results["openblas_coretype"])
+        if results["openblas_coretype"] else "", results["code"]))
+    torch_desc = sorted({r["describe"].split(", threads")[0] for r in runs
+                         if r["path"] in TORCH_PATHS})
+    if torch_desc:
+        lines.append("Torch: %s (separate environment)." % "; ".join(
+            torch_desc))
+    return "\n".join(lines)
+
+
+def _check_torch_python(exe):
+    """Why `exe` cannot run the torch workers, or None."""
+    try:
+        out = subprocess.run(
+            [exe, "-c", "import torch, numpy; print(torch.__version__)"],
+            capture_output=True, text=True, timeout=300)
+    except OSError as err:
+        return str(err)
+    if out.returncode != 0:
+        return out.stderr.strip().splitlines()[-1] if out.stderr else \
+            "exit %d" % out.returncode
+    return None
+
+
+# ---------------------------------------------------------------------------
+def _int_list(text):
+    return tuple(int(x) for x in text.split(",") if x)
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(
+        description="Our paths against PyTorch's CPU LSTM, side by side "
+                    "(issue 6); see the module docstring.")
+    p.add_argument("--torch-python", metavar="PYTHON",
+                   help="Python of an environment with torch and numpy<2 "
+                        "(e.g. /tmp/torchvenv/bin/python; see the docstring)")
+    p.add_argument("--units", type=_int_list, default=UNITS,
+                   help="comma-separated H values (default %s)"
+                   % ",".join(map(str, UNITS)))
+    p.add_argument("--windows", type=_int_list, default=WINDOWS,
+                   help="comma-separated N values (default %s)"
+                   % ",".join(map(str, WINDOWS)))
+    p.add_argument("--repeats", type=int, default=REPEATS,
+                   help="timed windows per (path, N) (default %d)" % REPEATS)
+    p.add_argument("--threads", type=_int_list, default=THREADS,
+                   help="comma-separated thread counts, one row group each "
+                        "(default %s)" % ",".join(map(str, THREADS)))
+    p.add_argument("--paths", default=",".join(DEFAULT_PATHS),
+                   help="comma-separated: torch paths (%s) and paths.py "
+                        "names (default %s)" % (", ".join(TORCH_PATHS),
+                                                ",".join(DEFAULT_PATHS)))
+    p.add_argument("--batch-size", type=int, default=BATCH_SIZE)
+    p.add_argument("--vocab-size", type=int, default=VOCAB)
+    p.add_argument("--sentences", type=int, default=SENTENCES)
+    p.add_argument("--seed", type=int, default=SEED)
+    p.add_argument("--omp-passive", action="store_true",
+                   help="set OMP_WAIT_POLICY=PASSIVE in every process: "
+                        "PyTorch's multi-threaded rows then stay sane while "
+                        "other processes share the cores (see the "
+                        "docstring)")
+    p.add_argument("--json", help="also write the results to this file")
+    p.add_argument("--export", metavar="FILE",
+                   help="instead: only write the windows of such a run to "
+                        "FILE (.npz)")
+    p.add_argument("--torch-worker", choices=sorted(TORCH_PATHS),
+                   help=argparse.SUPPRESS)
+    p.add_argument("--data", help=argparse.SUPPRESS)
+    p.add_argument("--lr", type=float, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.torch_worker:
+        if len(args.threads) != 1 or not args.data or args.lr is None:
+            p.error("a torch worker needs one --threads, --data and --lr")
+        args.threads = args.threads[0]
+        return args
+    args.vocab = args.vocab_size
+    args.paths = tuple(x for x in args.paths.split(",") if x)
+    if args.repeats < 1 or not args.units or not args.windows or \
+            not args.threads or min(args.threads) < 1:
+        p.error("need --repeats >= 1 and non-empty --units, --windows and "
+                "--threads (>= 1 each)")
+    if args.export:
+        return args
+    paths = _import_paths()
+    unknown = [x for x in args.paths if x not in TORCH_PATHS and
+               x not in paths.PATHS]
+    if unknown:
+        p.error("unknown path %r; choose from %s" % (
+            unknown[0], ", ".join(list(TORCH_PATHS) + list(paths.PATHS))))
+    # paths.Worker reads these
+    args.mask_pool = paths.MASK_POOL
+    if any(x in TORCH_PATHS for x in args.paths):
+        if not args.torch_python:
+            p.error("--torch-python is required for the torch paths: the "
+                    "Python of a separate environment with torch (see "
+                    "'python3.11 -m venv /tmp/torchvenv' in the docstring)")
+        why = _check_torch_python(args.torch_python)
+        if why:
+            p.error("--torch-python %s cannot import torch and numpy (%s); "
+                    "make the environment as the docstring says"
+                    % (args.torch_python, why))
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.torch_worker:
+        return _torch_worker(args)
+    if args.export:
+        info = export_windows(args.export, args.windows, args.repeats,
+                              args.sentences, args.vocab_size,
+                              args.batch_size, args.seed)
+        print("wrote %s: %d windows, %d minibatches, %d tokens" % (
+            args.export, info["windows"], info["batches"], info["tokens"]))
+        return info
+    t0 = time.time()
+    results = run(args)
+    results["wall_s"] = time.time() - t0
+    print()
+    print("command: %s" % " ".join([os.path.relpath(sys.executable, ROOT)]
+                                   + sys.argv))
+    print(format_table(results))
+    print("total wall time %.0f s" % results["wall_s"])
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+    return results
+
+
+if __name__ == "__main__":
+    main()
