@@ -8,7 +8,7 @@ things that are easy to get wrong:
 * compile flags: the loops are compiled at ``-O3`` with
   ``-fno-trapping-math`` (without it GCC keeps the selects of the loops as
   branches and does not vectorise them), even under our default
-  ``gcc.cxxflags=-O1``, but never against a level the user chose;
+  ``gcc.cxxflags=-O1 -g0``, but never against a level the user chose;
 * the compile cache: Theano reuses a compiled module whose *source* is the
   same even when its flags or version differ, so both are stamped into the
   source;
@@ -64,14 +64,13 @@ class CpuCOp(theano.Op):
             libs=False, flags=True)
 
     def c_no_compile_args(self):
-        # Our default gcc.cxxflags=-O1 (backend.py) keeps Theano's many small
+        # Our default gcc.cxxflags=-O1 -g0 (backend.py) keeps Theano's small
         # modules quick to compile; these loops are much of the training
         # time, so they keep Theano's -O3, unless the user chose a level.
         from .backend import DEFAULT_FLAGS, user_config_keys
-        flags = theano.config.gcc.cxxflags.split()
-        if "gcc.cxxflags" not in user_config_keys() and \
-                flags == DEFAULT_FLAGS["gcc.cxxflags"].split():
-            return flags
+        if "gcc.cxxflags" not in user_config_keys():
+            return [f for f in DEFAULT_FLAGS["gcc.cxxflags"].split()
+                    if f.startswith("-O")]
         return []
 
     def c_lib_dirs(self):
