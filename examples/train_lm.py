@@ -8,7 +8,7 @@ This is what ``./run.sh train`` runs. It
    downloaded once into ``data/`` with ``pip download`` and never committed
    (see :mod:`lstm_accum.example_corpus` for the source and licence);
 2. builds a vocabulary, the model and the GradientAccumulator (Theano
-   compiles the training functions: about 1.5 minutes the first time, a few
+   compiles the training functions: about 30 s the first time, a few
    seconds once Theano's compile cache is warm);
 3. trains with gradient accumulation -- windows of ``ACCUMULATE`` sentences
    fed as equal-length minibatches, one averaged Adagrad update per window --
