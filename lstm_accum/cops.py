@@ -12,8 +12,9 @@ things that are easy to get wrong:
 * the compile cache: Theano reuses a compiled module whose *source* is the
   same even when its flags or version differ, so both are stamped into the
   source;
-* output buffers: :data:`SUPPORT_CODE` has ``lstm_accum_prepare_output``,
-  which reuses a C-contiguous output of the right shape and type.
+* arrays: :data:`SUPPORT_CODE` has ``lstm_accum_prepare_output``, which
+  reuses a C-contiguous output of the right shape and type, and
+  ``lstm_accum_contiguous``/``lstm_accum_release`` for the inputs.
 
 :data:`SUPPORT_CODE` also has branch-free, vectorisable ``lstm_accum_exp``
 and ``lstm_accum_tanh`` for float (Cephes' polynomials, relative error about
@@ -155,9 +156,32 @@ static int lstm_accum_prepare_output(PyArrayObject** out, int nd,
     *out = (PyArrayObject*)PyArray_EMPTY(nd, dims, typenum, 0);
     if (!*out) {
         PyErr_SetString(PyExc_MemoryError,
-                        "could not allocate the output of an lstm_accum C operation");
+                        "could not allocate the output of an lstm_accum C "
+                        "operation");
         return 1;
     }
     return 0;
+}
+
+/* C-contiguous versions (new references, or NULL) of n input arrays;
+   nonzero (with an exception set) on failure.  Release them with
+   lstm_accum_release in every case. */
+static int lstm_accum_contiguous(int n, PyArrayObject** in,
+                                 PyArrayObject** out)
+{
+    for (int k = 0; k < n; ++k)
+        out[k] = NULL;
+    for (int k = 0; k < n; ++k) {
+        out[k] = in[k] ? PyArray_GETCONTIGUOUS(in[k]) : NULL;
+        if (in[k] && !out[k])
+            return 1;
+    }
+    return 0;
+}
+
+static void lstm_accum_release(int n, PyArrayObject** arrays)
+{
+    for (int k = 0; k < n; ++k)
+        Py_XDECREF(arrays[k]);
 }
 """

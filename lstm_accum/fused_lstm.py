@@ -36,7 +36,7 @@ from .cops import CpuCOp
 
 __all__ = ["FusedLSTM", "FusedLSTMGrad", "fused_lstm", "fused_supported"]
 
-_VERSION = 12
+_VERSION = 13
 
 
 def _sigmoid(x):
@@ -195,66 +195,64 @@ class FusedLSTM(CpuCOp):
         from theano.gradient import DisconnectedType
         x, b, W, wci, wcf, wco, c0, h0 = inputs
         hid, cell, act = self(*inputs)
-        for g in output_grads[1:]:
-            if not isinstance(g.type, DisconnectedType):
-                raise NotImplementedError(
-                    "FusedLSTM: gradients through the cell states or gate "
-                    "activations (outputs 1 and 2) are not implemented")
-        dhid = output_grads[0]
+        dhid, dcell, dact = output_grads
         if isinstance(dhid.type, DisconnectedType):
             dhid = T.zeros_like(hid)
-        return FusedLSTMGrad(self.grad_clipping)(
-            W, wci, wcf, wco, c0, h0, hid, cell, act, dhid)
+        aux = [g for g in (dcell, dact)
+               if not isinstance(g.type, DisconnectedType)]
+        if not aux:
+            return FusedLSTMGrad(self.grad_clipping)(
+                W, wci, wcf, wco, c0, h0, hid, cell, act, dhid)
+        # A cost that also uses the cell states or gate activations.
+        if isinstance(dcell.type, DisconnectedType):
+            dcell = T.zeros_like(cell)
+        if isinstance(dact.type, DisconnectedType):
+            dact = T.zeros_like(act)
+        return FusedLSTMGrad(self.grad_clipping, aux=True)(
+            W, wci, wcf, wco, c0, h0, hid, cell, act, dhid, dcell, dact)
 
     def connection_pattern(self, node):
-        # Every input reaches every output (the cell states and gate
-        # activations exist for the gradient; grad() refuses a cost that
-        # uses them rather than dropping that part of the gradient).
+        # Every input reaches every output.
         return [[True, True, True] for _ in node.inputs]
 
     def c_code(self, node, name, inputs, outputs, sub):
-        x, b, W, wci, wcf, wco, c0, h0 = inputs
         hid, cell, act = outputs
         ctype = node.inputs[0].dtype == "float32" and "float" or "double"
         typenum = "NPY_FLOAT32" if ctype == "float" else "NPY_FLOAT64"
         fail = sub["fail"]
+        ins = ", ".join(inputs)
         return """
         {
-        PyArrayObject *cx = NULL, *cW = NULL, *cwci = NULL, *cwcf = NULL,
-                      *cwco = NULL, *cc0 = NULL, *ch0 = NULL, *cb = NULL;
+        /* x, b, W_hid, w_ci, w_cf, w_co, c0, h0 */
+        PyArrayObject* in_[8] = {%(ins)s};
+        PyArrayObject* c_[8];
         int ok = 0;
         npy_intp steps, batch, G, H;
-        cx = PyArray_GETCONTIGUOUS(%(x)s);
-        cb = PyArray_GETCONTIGUOUS(%(b)s);
-        cW = PyArray_GETCONTIGUOUS(%(W)s);
-        cwci = PyArray_GETCONTIGUOUS(%(wci)s);
-        cwcf = PyArray_GETCONTIGUOUS(%(wcf)s);
-        cwco = PyArray_GETCONTIGUOUS(%(wco)s);
-        cc0 = PyArray_GETCONTIGUOUS(%(c0)s);
-        ch0 = PyArray_GETCONTIGUOUS(%(h0)s);
-        if (!cx || !cb || !cW || !cwci || !cwcf || !cwco || !cc0 || !ch0)
+        if (lstm_accum_contiguous(8, in_, c_))
             goto done_%(name)s;
-        steps = PyArray_DIMS(cx)[0];
-        batch = PyArray_DIMS(cx)[1];
-        G = PyArray_DIMS(cx)[2];
-        H = PyArray_DIMS(cW)[0];
-        if (G != 4 * H || PyArray_DIMS(cW)[1] != G
-                || PyArray_DIMS(cb)[0] != G
-                || PyArray_DIMS(cwci)[0] != H || PyArray_DIMS(cwcf)[0] != H
-                || PyArray_DIMS(cwco)[0] != H
-                || PyArray_DIMS(cc0)[0] != batch || PyArray_DIMS(cc0)[1] != H
-                || PyArray_DIMS(ch0)[0] != batch
-                || PyArray_DIMS(ch0)[1] != H) {
+        steps = PyArray_DIMS(c_[0])[0];
+        batch = PyArray_DIMS(c_[0])[1];
+        G = PyArray_DIMS(c_[0])[2];
+        H = PyArray_DIMS(c_[2])[0];
+        if (G != 4 * H || PyArray_DIMS(c_[2])[1] != G
+                || PyArray_DIMS(c_[1])[0] != G
+                || PyArray_DIMS(c_[3])[0] != H || PyArray_DIMS(c_[4])[0] != H
+                || PyArray_DIMS(c_[5])[0] != H
+                || PyArray_DIMS(c_[6])[0] != batch
+                || PyArray_DIMS(c_[6])[1] != H
+                || PyArray_DIMS(c_[7])[0] != batch
+                || PyArray_DIMS(c_[7])[1] != H) {
             PyErr_Format(PyExc_ValueError,
                 "FusedLSTM: inconsistent shapes: input (%%ld, %%ld, %%ld), "
                 "b (%%ld,), W_hid (%%ld, %%ld), peepholes (%%ld, %%ld, %%ld), "
                 "cell_init (%%ld, %%ld), hid_init (%%ld, %%ld)",
-                (long)steps, (long)batch, (long)G, (long)PyArray_DIMS(cb)[0],
-                (long)PyArray_DIMS(cW)[0], (long)PyArray_DIMS(cW)[1],
-                (long)PyArray_DIMS(cwci)[0], (long)PyArray_DIMS(cwcf)[0],
-                (long)PyArray_DIMS(cwco)[0],
-                (long)PyArray_DIMS(cc0)[0], (long)PyArray_DIMS(cc0)[1],
-                (long)PyArray_DIMS(ch0)[0], (long)PyArray_DIMS(ch0)[1]);
+                (long)steps, (long)batch, (long)G,
+                (long)PyArray_DIMS(c_[1])[0],
+                (long)PyArray_DIMS(c_[2])[0], (long)PyArray_DIMS(c_[2])[1],
+                (long)PyArray_DIMS(c_[3])[0], (long)PyArray_DIMS(c_[4])[0],
+                (long)PyArray_DIMS(c_[5])[0],
+                (long)PyArray_DIMS(c_[6])[0], (long)PyArray_DIMS(c_[6])[1],
+                (long)PyArray_DIMS(c_[7])[0], (long)PyArray_DIMS(c_[7])[1]);
             goto done_%(name)s;
         }
         {
@@ -265,20 +263,15 @@ class FusedLSTM(CpuCOp):
                 || lstm_accum_prepare_output(&%(act)s, 3, adims, %(typenum)s))
                 goto done_%(name)s;
         }
+        #define D_(a) ((%(ctype)s*)PyArray_DATA(a))
         lstm_accum_fused_forward_%(ctype)s(
-            (int)steps, (int)batch, (int)H,
-            (%(ctype)s*)PyArray_DATA(cx), (%(ctype)s*)PyArray_DATA(cb),
-            (%(ctype)s*)PyArray_DATA(cW),
-            (%(ctype)s*)PyArray_DATA(cwci), (%(ctype)s*)PyArray_DATA(cwcf),
-            (%(ctype)s*)PyArray_DATA(cwco),
-            (%(ctype)s*)PyArray_DATA(cc0), (%(ctype)s*)PyArray_DATA(ch0),
-            (%(ctype)s*)PyArray_DATA(%(hid)s),
-            (%(ctype)s*)PyArray_DATA(%(cell)s),
-            (%(ctype)s*)PyArray_DATA(%(act)s));
+            (int)steps, (int)batch, (int)H, D_(c_[0]), D_(c_[1]), D_(c_[2]),
+            D_(c_[3]), D_(c_[4]), D_(c_[5]), D_(c_[6]), D_(c_[7]),
+            D_(%(hid)s), D_(%(cell)s), D_(%(act)s));
+        #undef D_
         ok = !PyErr_Occurred();
         done_%(name)s:
-        Py_XDECREF(cx); Py_XDECREF(cb); Py_XDECREF(cW); Py_XDECREF(cwci);
-        Py_XDECREF(cwcf); Py_XDECREF(cwco); Py_XDECREF(cc0); Py_XDECREF(ch0);
+        lstm_accum_release(8, c_);
         if (!ok) { %(fail)s }
         }
         """ % locals()
@@ -288,27 +281,37 @@ class FusedLSTMGrad(CpuCOp):
     """Gradient of :class:`FusedLSTM`.
 
     Inputs: ``W_hid, W_ci, W_cf, W_co, cell_init, hid_init`` and the three
-    forward outputs, then ``d hid (T, B, H)``.  Outputs: the gradients of
-    ``input_contrib (T, B, 4H)``, ``b (4H,)`` (the sum of the former over
-    steps and batch), ``W_hid``, ``W_ci, W_cf, W_co``, ``cell_init`` and
-    ``hid_init``.
+    forward outputs, then ``d hid (T, B, H)`` (and, with ``aux=True``, the
+    gradients of the cell states ``(T, B, H)`` and of the gate activations
+    ``(T, B, 4H)``).  Outputs: the gradients of ``input_contrib (T, B,
+    4H)``, ``b (4H,)`` (the sum of the former over steps and batch),
+    ``W_hid``, ``W_ci, W_cf, W_co``, ``cell_init`` and ``hid_init``.
 
     Parameters
     ----------
     grad_clipping : float
         As for :class:`FusedLSTM`.
+    aux : bool
+        Whether the cost also reaches the cell states or gate activations
+        (two more inputs); the usual case, hidden states only, is False.
     """
-    __props__ = ("grad_clipping",)
+    __props__ = ("grad_clipping", "aux")
     c_version = _VERSION
 
-    def __init__(self, grad_clipping=0.0):
+    def __init__(self, grad_clipping=0.0, aux=False):
         self.grad_clipping = float(grad_clipping)
+        self.aux = bool(aux)
 
     def make_node(self, W_hid, W_ci, W_cf, W_co, c0, h0, hid, cell, act,
-                  dhid):
+                  dhid, *aux):
+        if len(aux) != (2 if self.aux else 0):
+            raise TypeError("FusedLSTMGrad(aux=%s) takes %d inputs, got %d"
+                            % (self.aux, 12 if self.aux else 10,
+                               10 + len(aux)))
         dtype = T.as_tensor_variable(hid).dtype
         ins = [_as_var(v, dtype) for v in
-               (W_hid, W_ci, W_cf, W_co, c0, h0, hid, cell, act, dhid)]
+               (W_hid, W_ci, W_cf, W_co, c0, h0, hid, cell, act, dhid)
+               + aux]
         outs = [T.tensor3(dtype=dtype), T.vector(dtype=dtype),
                 T.matrix(dtype=dtype),
                 T.vector(dtype=dtype), T.vector(dtype=dtype),
@@ -317,11 +320,12 @@ class FusedLSTMGrad(CpuCOp):
         return theano.Apply(self, ins, outs)
 
     def infer_shape(self, node, shapes):
-        ws, wci, wcf, wco, c0s, h0s, _, _, acts, _ = shapes
+        ws, wci, wcf, wco, c0s, h0s, _, _, acts = shapes[:9]
         return [acts, (acts[2],), ws, wci, wcf, wco, c0s, h0s]
 
     def perform(self, node, inputs, outputs):
-        W, wci, wcf, wco, c0, h0, hid, cell, act, dhid = inputs
+        W, wci, wcf, wco, c0, h0, hid, cell, act, dhid = inputs[:10]
+        dcell, dact = inputs[10:] if self.aux else (None, None)
         steps, batch, H = hid.shape
         clip = self.grad_clipping
         dx = np.zeros_like(act)
@@ -339,11 +343,19 @@ class FusedLSTMGrad(CpuCOp):
             dh = dhid[t] + dh_next
             do = dh * tc
             dc = dc_next + dh * o * (1 - tc * tc) + do * wco
+            # upstream gradients of the gate activations i, f, g, o_s
+            gi, gf, gg, go = dc * g, dc * c_prev, dc * i, do
+            if self.aux:
+                dc = dc + dcell[t]
+                gi = dc * g + dact[t][:, :H]
+                gf = dc * c_prev + dact[t][:, H:2 * H]
+                gg = dc * i + dact[t][:, 2 * H:3 * H]
+                go = do + dact[t][:, 3 * H:]
             dwco += (do * c).sum(axis=0)
-            d_o = do * o_s * (1 - o_s)
-            d_i = dc * g * i * (1 - i)
-            d_f = dc * c_prev * f * (1 - f)
-            d_g = dc * i * (1 - g * g)
+            d_o = go * o_s * (1 - o_s)
+            d_i = gi * i * (1 - i)
+            d_f = gf * f * (1 - f)
+            d_g = gg * (1 - g * g)
             dwci += (d_i * c_prev).sum(axis=0)
             dwcf += (d_f * c_prev).sum(axis=0)
             dc_next = dc * f + d_i * wci + d_f * wcf
@@ -360,43 +372,46 @@ class FusedLSTMGrad(CpuCOp):
             out[0] = value
 
     def c_code(self, node, name, inputs, outputs, sub):
-        W, wci, wcf, wco, c0, h0, hid, cell, act, dhid = inputs
         dx, db, dW, dwci, dwcf, dwco, dc0, dh0 = outputs
         ctype = node.inputs[0].dtype == "float32" and "float" or "double"
         typenum = "NPY_FLOAT32" if ctype == "float" else "NPY_FLOAT64"
         clip = repr(self.grad_clipping)
+        aux = "true" if self.aux else "false"
+        ins = ", ".join(list(inputs) + ([] if self.aux else ["NULL", "NULL"]))
         fail = sub["fail"]
         return """
         {
-        PyArrayObject *cW = NULL, *cwci = NULL, *cwcf = NULL, *cwco = NULL,
-                      *cc0 = NULL, *ch0 = NULL, *chid = NULL, *ccell = NULL,
-                      *cact = NULL, *cdhid = NULL;
+        /* W_hid, w_ci, w_cf, w_co, c0, h0, hid, cell, act, dhid,
+           dcell, dact (NULL without aux) */
+        PyArrayObject* in_[12] = {%(ins)s};
+        PyArrayObject* c_[12];
         int ok = 0;
         npy_intp steps, batch, H;
-        cW = PyArray_GETCONTIGUOUS(%(W)s);
-        cwci = PyArray_GETCONTIGUOUS(%(wci)s);
-        cwcf = PyArray_GETCONTIGUOUS(%(wcf)s);
-        cwco = PyArray_GETCONTIGUOUS(%(wco)s);
-        cc0 = PyArray_GETCONTIGUOUS(%(c0)s);
-        ch0 = PyArray_GETCONTIGUOUS(%(h0)s);
-        chid = PyArray_GETCONTIGUOUS(%(hid)s);
-        ccell = PyArray_GETCONTIGUOUS(%(cell)s);
-        cact = PyArray_GETCONTIGUOUS(%(act)s);
-        cdhid = PyArray_GETCONTIGUOUS(%(dhid)s);
-        if (!cW || !cwci || !cwcf || !cwco || !cc0 || !ch0 || !chid
-                || !ccell || !cact || !cdhid)
+        if (lstm_accum_contiguous(12, in_, c_))
             goto done_%(name)s;
-        steps = PyArray_DIMS(chid)[0];
-        batch = PyArray_DIMS(chid)[1];
-        H = PyArray_DIMS(chid)[2];
-        if (PyArray_DIMS(cdhid)[0] != steps || PyArray_DIMS(cdhid)[1] != batch
-                || PyArray_DIMS(cdhid)[2] != H
-                || PyArray_DIMS(cW)[0] != H || PyArray_DIMS(cW)[1] != 4 * H) {
+        steps = PyArray_DIMS(c_[6])[0];
+        batch = PyArray_DIMS(c_[6])[1];
+        H = PyArray_DIMS(c_[6])[2];
+        for (int k = 9; k < 12; ++k) {
+            if (!c_[k])
+                continue;
+            npy_intp width = k == 11 ? 4 * H : H;
+            if (PyArray_DIMS(c_[k])[0] != steps
+                    || PyArray_DIMS(c_[k])[1] != batch
+                    || PyArray_DIMS(c_[k])[2] != width) {
+                PyErr_Format(PyExc_ValueError,
+                    "FusedLSTMGrad: gradient of shape (%%ld, %%ld, %%ld) for "
+                    "an output of shape (%%ld, %%ld, %%ld)",
+                    (long)PyArray_DIMS(c_[k])[0], (long)PyArray_DIMS(c_[k])[1],
+                    (long)PyArray_DIMS(c_[k])[2], (long)steps, (long)batch,
+                    (long)width);
+                goto done_%(name)s;
+            }
+        }
+        if (PyArray_DIMS(c_[0])[0] != H || PyArray_DIMS(c_[0])[1] != 4 * H) {
             PyErr_Format(PyExc_ValueError,
-                "FusedLSTMGrad: gradient of shape (%%ld, %%ld, %%ld) for "
-                "hidden states of shape (%%ld, %%ld, %%ld)",
-                (long)PyArray_DIMS(cdhid)[0], (long)PyArray_DIMS(cdhid)[1],
-                (long)PyArray_DIMS(cdhid)[2], (long)steps, (long)batch,
+                "FusedLSTMGrad: W_hid of shape (%%ld, %%ld) for %%ld units",
+                (long)PyArray_DIMS(c_[0])[0], (long)PyArray_DIMS(c_[0])[1],
                 (long)H);
             goto done_%(name)s;
         }
@@ -416,25 +431,17 @@ class FusedLSTMGrad(CpuCOp):
                 || lstm_accum_prepare_output(&%(dh0)s, 2, sdims, %(typenum)s))
                 goto done_%(name)s;
         }
-        lstm_accum_fused_backward_%(ctype)s(
+        #define D_(a) ((a) ? (%(ctype)s*)PyArray_DATA(a) : NULL)
+        lstm_accum_fused_backward_%(ctype)s<%(aux)s>(
             (int)steps, (int)batch, (int)H, (%(ctype)s)%(clip)s,
-            (%(ctype)s*)PyArray_DATA(cW), (%(ctype)s*)PyArray_DATA(cwci),
-            (%(ctype)s*)PyArray_DATA(cwcf), (%(ctype)s*)PyArray_DATA(cwco),
-            (%(ctype)s*)PyArray_DATA(cc0), (%(ctype)s*)PyArray_DATA(ch0),
-            (%(ctype)s*)PyArray_DATA(chid), (%(ctype)s*)PyArray_DATA(ccell),
-            (%(ctype)s*)PyArray_DATA(cact), (%(ctype)s*)PyArray_DATA(cdhid),
-            (%(ctype)s*)PyArray_DATA(%(dx)s), (%(ctype)s*)PyArray_DATA(%(db)s),
-            (%(ctype)s*)PyArray_DATA(%(dW)s),
-            (%(ctype)s*)PyArray_DATA(%(dwci)s),
-            (%(ctype)s*)PyArray_DATA(%(dwcf)s),
-            (%(ctype)s*)PyArray_DATA(%(dwco)s),
-            (%(ctype)s*)PyArray_DATA(%(dc0)s),
-            (%(ctype)s*)PyArray_DATA(%(dh0)s));
+            D_(c_[0]), D_(c_[1]), D_(c_[2]), D_(c_[3]), D_(c_[4]), D_(c_[5]),
+            D_(c_[6]), D_(c_[7]), D_(c_[8]), D_(c_[9]), D_(c_[10]),
+            D_(c_[11]), D_(%(dx)s), D_(%(db)s), D_(%(dW)s), D_(%(dwci)s),
+            D_(%(dwcf)s), D_(%(dwco)s), D_(%(dc0)s), D_(%(dh0)s));
+        #undef D_
         ok = !PyErr_Occurred();
         done_%(name)s:
-        Py_XDECREF(cW); Py_XDECREF(cwci); Py_XDECREF(cwcf); Py_XDECREF(cwco);
-        Py_XDECREF(cc0); Py_XDECREF(ch0); Py_XDECREF(chid);
-        Py_XDECREF(ccell); Py_XDECREF(cact); Py_XDECREF(cdhid);
+        lstm_accum_release(12, c_);
         if (!ok) { %(fail)s }
         }
         """ % locals()
@@ -516,11 +523,15 @@ __attribute__((noinline)) static void lstm_accum_fused_forward_%(t)s(
     }
 }
 
+/* AUX: the cost also reaches the cell states (dcell) and the gate
+   activations (dact); otherwise those are NULL and the branches go. */
+template <bool AUX>
 __attribute__((noinline)) static void lstm_accum_fused_backward_%(t)s(
     int steps, int batch, int H, %(t)s clip, %(t)s* W,
     const %(t)s* wci, const %(t)s* wcf, const %(t)s* wco,
     const %(t)s* c0, %(t)s* h0, %(t)s* hid, const %(t)s* cell,
-    const %(t)s* act, const %(t)s* dhid, %(t)s* dx, %(t)s* dbias, %(t)s* dW,
+    const %(t)s* act, const %(t)s* dhid, const %(t)s* dcell,
+    const %(t)s* dact, %(t)s* dx, %(t)s* dbias, %(t)s* dW,
     %(t)s* dwci, %(t)s* dwcf, %(t)s* dwco, %(t)s* dc, %(t)s* dh)
 {
     const int G = 4 * H;
@@ -551,6 +562,10 @@ __attribute__((noinline)) static void lstm_accum_fused_backward_%(t)s(
             %(t)s* __restrict__ gcf = dwcf;
             %(t)s* __restrict__ gco = dwco;
             %(t)s* __restrict__ gb = dbias;
+            const %(t)s* __restrict__ ecb =
+                AUX ? dcell + t * sh + (size_t)b * H : NULL;
+            const %(t)s* __restrict__ eab =
+                AUX ? dact + t * sg + (size_t)b * G : NULL;
 #pragma GCC ivdep
             for (int j = 0; j < H; ++j) {
                 %(t)s i = ab[j], f = ab[H + j], g = ab[2 * H + j],
@@ -561,10 +576,24 @@ __attribute__((noinline)) static void lstm_accum_fused_backward_%(t)s(
                 %(t)s do_ = h_grad * tc;
                 %(t)s c_grad = dcb[j] + h_grad * o * (1 - tc * tc)
                                + do_ * wco[j];
-                %(t)s d_o = do_ * os * (1 - os);
-                %(t)s d_i = c_grad * g * i * (1 - i);
-                %(t)s d_f = c_grad * cp[j] * f * (1 - f);
-                %(t)s d_g = c_grad * i * (1 - g * g);
+                /* upstream gradients of the activations i, f, g, o_s */
+                %(t)s gi, gf, gg, go;
+                if (AUX) {
+                    c_grad += ecb[j];
+                    gi = c_grad * g + eab[j];
+                    gf = c_grad * cp[j] + eab[H + j];
+                    gg = c_grad * i + eab[2 * H + j];
+                    go = do_ + eab[3 * H + j];
+                } else {
+                    gi = c_grad * g;
+                    gf = c_grad * cp[j];
+                    gg = c_grad * i;
+                    go = do_;
+                }
+                %(t)s d_o = go * os * (1 - os);
+                %(t)s d_i = gi * i * (1 - i);
+                %(t)s d_f = gf * f * (1 - f);
+                %(t)s d_g = gg * (1 - g * g);
                 gco[j] += do_ * c;
                 gci[j] += d_i * cp[j];
                 gcf[j] += d_f * cp[j];

@@ -129,7 +129,8 @@ class SoftmaxNLL(CpuCOp):
 
     Inputs: ``logits (N, V)``, ``b (V,)``, ``y (N,)``.  Outputs: ``nll (N,)``
     and the softmax ``(N, V)``, the latter kept for the gradient
-    (:class:`SoftmaxNLLGrad`); gradients through it are not implemented.
+    (:class:`SoftmaxNLLGrad`); a cost may use it too (its gradient is then
+    added symbolically).
     Use :func:`softmax_nll` for the loss alone.
     """
     __props__ = _NO_PROPS
@@ -171,23 +172,24 @@ class SoftmaxNLL(CpuCOp):
         outputs[1][0] = (e / s[:, None]).astype(x.dtype)
 
     def connection_pattern(self, node):
-        # The softmax does depend on logits and b: a cost that uses it gets
-        # a connected output gradient, and L_op refuses it instead of
-        # silently dropping that path.
+        # Both outputs depend on logits and b, none on the integer targets.
         return [[True, True], [True, True], [False, False]]
 
     def L_op(self, inputs, outputs, output_grads):
         from theano.gradient import DisconnectedType
         logits, b, y = inputs
         g_nll, g_sm = output_grads
-        if not isinstance(g_sm.type, DisconnectedType):
-            raise NotImplementedError(
-                "SoftmaxNLL: gradients through the softmax (output 1) are "
-                "not implemented; use the softmax of "
-                "lstm_accum.model.stable_log_softmax for that")
+        sm = outputs[1]
         if isinstance(g_nll.type, DisconnectedType):
             g_nll = T.zeros_like(outputs[0])
-        dlogits, db = SoftmaxNLLGrad()(g_nll, outputs[1], y)
+        dlogits, db = SoftmaxNLLGrad()(g_nll, sm, y)
+        if not isinstance(g_sm.type, DisconnectedType):
+            # A cost that also uses the softmax (rare; the training loss
+            # does not): its Jacobian-vector product,
+            # d z = sm * (g - sum(sm * g)), added symbolically.
+            d_sm = sm * (g_sm - (sm * g_sm).sum(axis=1, keepdims=True))
+            dlogits = dlogits + d_sm
+            db = db + d_sm.sum(axis=0)
         return [dlogits, db, DisconnectedType()()]
 
     def c_compile_args(self):

@@ -185,12 +185,63 @@ def test_fused_and_scan_models_agree_float64(input_kind, batching):
         assert err < 1e-10
 
 
-def test_gradient_through_auxiliary_outputs_is_refused():
-    """A cost that uses the cell states gets an error, not a gradient that
-    silently leaves out that path."""
-    x, W = T.tensor3(), T.matrix()
-    v, s, b = T.vector(), T.matrix(), T.vector()
-    hid, cell, act = FusedLSTM(0.0)(x, b, W, v, v, v, s, s)
-    assert theano.grad(hid.sum(), W) is not None
-    with pytest.raises(NotImplementedError, match="cell states"):
-        theano.grad(hid.sum() + cell.sum(), W)
+def _aux_cost_fn(clip, mode=None):
+    """f(x, b, W, wci, wcf, wco, c0, h0, R, Q, P) -> gradients of
+    sum(hid*R) + sum(cell*Q) + sum(act*P) w.r.t. the first 8 inputs."""
+    x, b, W = T.dtensor3(), T.dvector(), T.dmatrix()
+    wci, wcf, wco = T.dvector(), T.dvector(), T.dvector()
+    c0, h0 = T.dmatrix(), T.dmatrix()
+    R, Q, P = T.dtensor3(), T.dtensor3(), T.dtensor3()
+    ins = [x, b, W, wci, wcf, wco, c0, h0]
+    hid, cell, act = FusedLSTM(clip)(*ins)
+    cost = (hid * R).sum() + (cell * Q).sum() + (act * P).sum()
+    return theano.function(ins + [R, Q, P], theano.grad(cost, ins),
+                           mode=mode)
+
+
+def _aux_values(rng, steps=4, B=2, H=3):
+    return [rng.normal(0, 1, (steps, B, 4 * H)), rng.normal(0, .5, 4 * H),
+            rng.normal(0, .5, (H, 4 * H)), rng.normal(0, .5, H),
+            rng.normal(0, .5, H), rng.normal(0, .5, H),
+            rng.normal(0, .5, (B, H)), rng.normal(0, .5, (B, H))]
+
+
+def test_gradient_through_cell_states_and_gates_equals_finite_differences():
+    """A cost that also uses the cell states and gate activations: every
+    gradient equals Theano's finite differences (verify_grad, which does
+    not use our gradient code), float64, no clipping."""
+    rng = np.random.RandomState(2)
+    values = _aux_values(rng)
+    steps, B, G = values[0].shape
+    R = rng.normal(0, 1, (steps, B, G // 4))
+    Q = rng.normal(0, 1, (steps, B, G // 4))
+    P = rng.normal(0, 1, (steps, B, G))
+
+    def cost(*ins):
+        hid, cell, act = FusedLSTM(0.0)(*ins)
+        return (hid * R).sum() + (cell * Q).sum() + (act * P).sum()
+
+    # finite differences (eps 1e-7) are good to about 1e-7 here; a missing
+    # or wrong path is off by O(0.1)
+    theano.gradient.verify_grad(cost, values, rng=rng, abs_tol=1e-5,
+                                rel_tol=1e-5)
+    # the hidden-states-only gradient differs: the other paths are counted
+    f = _aux_cost_fn(0.0)
+    with_aux = f(*values + [R, Q, P])
+    without = f(*values + [R, np.zeros_like(Q), np.zeros_like(P)])
+    assert np.abs(with_aux[0] - without[0]).max() > 1e-3
+
+
+@pytest.mark.parametrize("clip", [0.0, 0.3])
+def test_aux_gradient_c_equals_perform(clip):
+    """The C loop and the NumPy perform agree, with the clip biting too."""
+    rng = np.random.RandomState(3)
+    values = _aux_values(rng, steps=6, B=3, H=4)
+    steps, B, G = values[0].shape
+    extra = [rng.normal(0, 3, (steps, B, G // 4)),
+             rng.normal(0, 3, (steps, B, G // 4)),
+             rng.normal(0, 3, (steps, B, G))]
+    got = _aux_cost_fn(clip)(*values + extra)
+    want = _aux_cost_fn(clip, PY_MODE)(*values + extra)
+    for a, b in zip(want, got):
+        assert np.abs(a - b).max() <= 1e-12 * max(np.abs(a).max(), 1.0)

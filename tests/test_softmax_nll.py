@@ -236,13 +236,34 @@ def test_zero_rows(fns, linker):
     assert db.shape == (V,) and not db.any()
 
 
-def test_gradient_through_the_softmax_is_refused():
+def test_gradient_through_the_softmax_equals_reference():
+    """A cost that uses the softmax output too: gradients equal an
+    independent numpy reference (the softmax Jacobian written out)."""
     x, b, y = T.dmatrix(), T.dvector(), T.ivector()
+    r, q = T.dvector(), T.dmatrix()
     nll, sm = SoftmaxNLL()(x, b, y)
-    with pytest.raises(NotImplementedError, match="through the softmax"):
-        theano.grad(sm.sum(), x)
-    with pytest.raises(NotImplementedError, match="through the softmax"):
-        theano.grad(nll.sum() + sm[:, 0].sum(), b)
+    cost = (nll * r).sum() + (sm * q).sum()
+    f = theano.function([x, b, y, r, q], theano.grad(cost, [x, b]))
+    rng = np.random.RandomState(4)
+    N, V = 5, 7
+    xv, bv = rng.normal(0, 2, (N, V)), rng.normal(0, 1, V)
+    yv = rng.randint(0, V, N).astype("int32")
+    rv, qv = rng.normal(0, 1, N), rng.normal(0, 1, (N, V))
+    p = softmax(xv + bv, axis=1)
+    want = np.empty((N, V))
+    for n in range(N):
+        J = np.diag(p[n]) - np.outer(p[n], p[n])   # d softmax / d z
+        onehot = np.eye(V)[yv[n]]
+        want[n] = rv[n] * (p[n] - onehot) + J.T.dot(qv[n])
+    dx, db = f(xv, bv, yv, rv, qv)
+    np.testing.assert_allclose(dx, want, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(db, want.sum(axis=0), rtol=1e-12, atol=1e-14)
+    # the softmax alone
+    g = theano.function([x, b, y, q], theano.grad((sm * q).sum(), x))
+    want_sm = np.array([(np.diag(p[n]) - np.outer(p[n], p[n])).T.dot(qv[n])
+                        for n in range(N)])
+    np.testing.assert_allclose(g(xv, bv, yv, qv), want_sm, rtol=1e-12,
+                               atol=1e-14)
     # y is an integer input: no gradient, disconnected
     assert theano.grad(nll.sum(), y, disconnected_inputs="ignore",
                        return_disconnected="None") is None
