@@ -90,8 +90,13 @@ def test_question_network_perplexity_equals_numpy(models):
     np.testing.assert_allclose(score.nll, nll, rtol=1e-10)
     np.testing.assert_allclose(score.perplexity, math.exp(nll / tokens),
                                rtol=1e-10)
-    # A sanity bound that a wrong count would break: between 1 and V-ish.
-    assert 1.0 < score.perplexity < 10 * V
+    # Scores of parts add up: two halves give the same perplexity.
+    first = perplexity_of_batches(question.score_function(), batches[:2])
+    rest = perplexity_of_batches(question.score_function(), batches[2:])
+    assert first.tokens + rest.tokens == tokens
+    np.testing.assert_allclose(
+        math.exp((first.nll + rest.nll) / tokens), score.perplexity,
+        rtol=1e-12)
 
 
 def test_masked_perplexity_excludes_padding(models):

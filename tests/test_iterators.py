@@ -152,9 +152,13 @@ def test_bucket_every_sentence_once_never_mixed(seed):
     assert sorted(flat.tolist()) == list(range(len(c)))
     lengths = c.lengths
     for b in plan:
-        assert 1 <= len(b) <= 7
         assert len(set(lengths[b].tolist())) == 1
     counts = np.bincount(lengths)
+    # per length: full batches of 7 and at most one smaller remainder
+    for length, k in enumerate(counts):
+        sizes = sorted((len(b) for b in plan if lengths[b[0]] == length),
+                       reverse=True)
+        assert sizes == [7] * (k // 7) + ([k % 7] if k % 7 else [])
     assert len(plan) == sum(-(-k // 7) for k in counts)
     # shuffled across buckets: batch lengths are not in sorted order
     blen = [int(lengths[b[0]]) for b in plan]
