@@ -701,6 +701,19 @@ def parse_args(argv):
     return args
 
 
+def report(results, table, json_path=None):
+    """Print the command line, the table and the wall time; write the
+    results as JSON to `json_path` when given."""
+    print()
+    print("command: %s" % " ".join([os.path.relpath(sys.executable, ROOT)]
+                                   + sys.argv))
+    print(table)
+    print("total wall time %.0f s" % results["wall_s"])
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(results, f, indent=1)
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.worker:
@@ -713,14 +726,7 @@ def main(argv=None):
     t0 = time.time()
     results = run(args.paths, args.units, args.windows, args)
     results["wall_s"] = time.time() - t0
-    print()
-    print("command: %s" % " ".join([os.path.relpath(sys.executable, ROOT)]
-                                   + sys.argv))
-    print(format_table(results))
-    print("total wall time %.0f s" % results["wall_s"])
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
+    report(results, format_table(results), args.json)
     return results
 
 

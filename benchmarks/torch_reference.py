@@ -751,14 +751,7 @@ def main(argv=None):
     t0 = time.time()
     results = run(args)
     results["wall_s"] = time.time() - t0
-    print()
-    print("command: %s" % " ".join([os.path.relpath(sys.executable, ROOT)]
-                                   + sys.argv))
-    print(format_table(results))
-    print("total wall time %.0f s" % results["wall_s"])
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
+    _import_paths().report(results, format_table(results), args.json)
     return results
 
 

@@ -28,7 +28,6 @@ and after:
    warning when that implementation is the one we chose on purpose.
 """
 import configparser
-import importlib
 import logging
 import os
 import sys
@@ -62,6 +61,11 @@ DEFAULT_FLAGS = {
     # Adagrad apply.
     "gcc.cxxflags": "-O1 -g0",
 }
+
+
+#: The keys of DEFAULT_FLAGS that were applied when Theano was imported
+#: (the user set them nowhere); empty when Theano was imported before us.
+DEFAULTED = set()
 
 
 def _normalize_key(key):
@@ -106,10 +110,15 @@ def user_config_keys(environ=None):
     return keys
 
 
-def _flags_with_defaults(environ):
+def _defaults_to_apply(environ):
+    """The keys of DEFAULT_FLAGS the user set in neither place."""
     user = user_config_keys(environ)
-    defaults = ["%s=%s" % (k, v) for k, v in DEFAULT_FLAGS.items()
-                if _normalize_key(k) not in user]
+    return [k for k in DEFAULT_FLAGS if _normalize_key(k) not in user]
+
+
+def _flags_with_defaults(environ):
+    defaults = ["%s=%s" % (k, DEFAULT_FLAGS[k])
+                for k in _defaults_to_apply(environ)]
     # The user's own flags come last: in THEANO_FLAGS a later key wins, so
     # even a key we failed to recognise stays the user's.
     user_flags = environ.get("THEANO_FLAGS", "")
@@ -175,6 +184,7 @@ def _import_theano():
         return sys.modules["theano"]
     logging.getLogger("theano.tensor.blas").addFilter(_OnlyUnexpected())
     saved = os.environ.get("THEANO_FLAGS")
+    DEFAULTED.update(_defaults_to_apply(os.environ))
     os.environ["THEANO_FLAGS"] = _flags_with_defaults(os.environ)
     hide_mpi = None
     if "mpi4py.MPI" not in sys.modules:

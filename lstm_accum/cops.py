@@ -26,7 +26,23 @@ import hashlib
 
 from .backend import theano
 
-__all__ = ["CpuCOp", "SUPPORT_CODE"]
+__all__ = ["CpuCOp", "SUPPORT_CODE", "unavailable_reason"]
+
+
+def unavailable_reason():
+    """Why our C operations cannot run here, or None when they can.
+
+    Returns
+    -------
+    str or None
+        E.g. ``'device cuda (our C operations run on the CPU)'``.
+    """
+    if not theano.config.cxx:
+        return "no C++ compiler (theano.config.cxx is empty)"
+    if not theano.config.device.startswith("cpu"):
+        return "device %s (our C operations run on the CPU)" % (
+            theano.config.device,)
+    return None
 
 
 class CpuCOp(theano.Op):
@@ -68,8 +84,8 @@ class CpuCOp(theano.Op):
         # Our default gcc.cxxflags=-O1 -g0 (backend.py) keeps Theano's small
         # modules quick to compile; these loops are much of the training
         # time, so they keep Theano's -O3, unless the user chose a level.
-        from .backend import DEFAULT_FLAGS, user_config_keys
-        if "gcc.cxxflags" not in user_config_keys():
+        from .backend import DEFAULT_FLAGS, DEFAULTED
+        if "gcc.cxxflags" in DEFAULTED:
             return [f for f in DEFAULT_FLAGS["gcc.cxxflags"].split()
                     if f.startswith("-O")]
         return []

@@ -32,7 +32,7 @@ and no GPU implementation: on a GPU device the model builder keeps scan.
 import numpy as np
 
 from .backend import theano, T
-from .cops import CpuCOp
+from .cops import CpuCOp, unavailable_reason
 
 __all__ = ["FusedLSTM", "FusedLSTMGrad", "fused_lstm", "fused_supported"]
 
@@ -73,12 +73,7 @@ def fused_supported(layer, mask=None):
     for name in ("nonlinearity_cell", "nonlinearity"):
         if getattr(layer, name) is not nl.tanh:
             return "%s other than tanh" % name
-    if not theano.config.cxx:
-        return "no C++ compiler (theano.config.cxx is empty)"
-    if not theano.config.device.startswith("cpu"):
-        return "device %s (the fused LSTM runs on the CPU)" % (
-            theano.config.device,)
-    return None
+    return unavailable_reason()
 
 
 def lasagne_nonlinearities():

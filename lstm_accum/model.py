@@ -46,6 +46,7 @@ from .backend import theano, T, lasagne
 from .exceptions import IncompatibleStateError, InputError
 from .fused_lstm import fused_lstm, fused_supported
 from .softmax_nll import softmax_nll
+from .cops import unavailable_reason
 
 __all__ = ["LanguageModel", "build_model", "IdLSTMLayer", "IdGRULayer",
            "FusedLSTMLayer", "IMPLS",
@@ -655,8 +656,7 @@ class LanguageModel(object):
                           and dense.nonlinearity is
                           lasagne.nonlinearities.linear
                           and features.ndim == 2)
-            if fused_bias and theano.config.device.startswith("cpu") \
-                    and theano.config.cxx:
+            if fused_bias and unavailable_reason() is None:
                 nll = softmax_nll(T.dot(features, dense.W), dense.b, targets)
             elif fused_bias:
                 nll = T.nnet.crossentropy_softmax_argmax_1hot_with_bias(
