@@ -99,7 +99,7 @@ def worker(vocab, units, repeats, cachefix, out):
     sys.path.insert(0, ROOT)
     sys.path.insert(0, HERE)
     from lstm_accum.backend import lasagne, theano
-    from lstm_accum import scan_ext
+    from lstm_accum.backend import scan_loop as scan_ext
     import scan_loop
     from theano.compile.profiling import ProfileStats
     from theano.gof import cmodule

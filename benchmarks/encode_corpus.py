@@ -88,8 +88,8 @@ def cpu_seconds():
 def child(mode, path, vocab_size, cache_dir):
     """Run one measured step in this (fresh) process; print a JSON line."""
     sys.path.insert(0, ROOT)
-    from lstm_accum import corpus as C
-    from lstm_accum.vocabulary import Vocabulary
+    from lstm_accum.data import corpus as C
+    from lstm_accum.data.vocabulary import Vocabulary
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     cpu0 = cpu_seconds()
     t0 = time.perf_counter()

@@ -8,7 +8,7 @@ Run from the repository root::
     .venv/bin/python benchmarks/paths.py --profile benchmarks/profile_h256.txt
 
 The model is the original question's LSTM language model, float32, built by
-:func:`lstm_accum.model.build_model` (V=2000, one LSTM layer of H units,
+:func:`lstm_accum.models.language_model.build_model` (V=2000, one LSTM layer of H units,
 softmax output), on the synthetic corpus of :mod:`synthetic` (Zipf words,
 English-like lengths, fixed seed).  One update = Adagrad (learning rate
 0.005) on the gradient averaged over a window of N sentences
@@ -50,7 +50,7 @@ How it is measured:
   excluded from throughput: *warm* is the worker's own compile with the
   default Theano cache, *cold* a separate process with a fresh temporary
   ``base_compiledir`` (``--cold``).  Scan's compiled loop
-  (:mod:`lstm_accum.scan_ext`) is built before the clock starts in both.
+  (:mod:`lstm_accum.backend.scan_loop`) is built before the clock starts in both.
 """
 import argparse
 import json
@@ -235,7 +235,7 @@ class _Question(object):
 class _Accum(object):
     def __init__(self, model, profile=False):
         from lstm_accum.backend import theano, lasagne
-        from lstm_accum.accumulator import GradientAccumulator
+        from lstm_accum.accumulation.accumulator import GradientAccumulator
         saved = theano.config.profile
         theano.config.profile = bool(profile)
         try:
@@ -264,7 +264,7 @@ class _Feeder(object):
         self.epoch, self.plan, self.pos = -1, [], 0
 
     def _next_indices(self):
-        from lstm_accum.iterators import plan_epoch
+        from lstm_accum.data.batches import plan_epoch
         if self.pos >= len(self.plan):
             self.epoch += 1
             self.plan = plan_epoch(self.corpus, self.batching,
@@ -277,7 +277,7 @@ class _Feeder(object):
     def window(self, n):
         """Arrays of minibatches until >= n sentences; (batches, samples,
         real target tokens, computed time steps incl. padding)."""
-        from lstm_accum.iterators import make_batch
+        from lstm_accum.data.batches import make_batch
         batches, samples, tokens, steps = [], 0, 0, 0
         while samples < n:
             idx = self._next_indices()
@@ -300,8 +300,8 @@ def _worker(args):
 
     t0 = time.perf_counter()
     from lstm_accum.backend import theano, describe
-    from lstm_accum import scan_ext
-    from lstm_accum.model import build_model
+    from lstm_accum.backend import scan_loop as scan_ext
+    from lstm_accum.models.language_model import build_model
     import synthetic
     loop = scan_ext.status()          # builds the compiled loop if needed
     t_import = time.perf_counter() - t0
@@ -581,7 +581,7 @@ def profile(out_path, units=256, vocab=VOCAB, windows=3, window=64,
     nodes) to `out_path`.
     """
     from lstm_accum.backend import theano, describe
-    from lstm_accum.model import build_model
+    from lstm_accum.models.language_model import build_model
     import synthetic
     import io
     corpus = synthetic.zipf_corpus(SENTENCES, vocab, seed)

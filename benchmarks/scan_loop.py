@@ -1,4 +1,4 @@
-"""Per-step cost of theano.scan's loop: compiled (lstm_accum.scan_ext) vs Python.
+"""Per-step cost of theano.scan's loop: compiled (lstm_accum.backend.scan_loop) vs Python.
 
 Run from the repository root::
 
@@ -31,8 +31,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from lstm_accum.backend import T, floatX, lasagne, theano
-from lstm_accum import scan_ext
-
+from lstm_accum.backend import scan_loop as scan_ext
 # Defaults: the size the issue names (V=2000, H=256, T=20 ~ median sentence).
 VOCAB = 2000     # vocabulary size V
 UNITS = 256      # LSTM units H

@@ -9,10 +9,10 @@ The non-GEMM part of the output layer of a language model, float32, V=2000
 classes, N rows (tokens per call; ~700 in bucketed training at H=256):
 
 * ``theano``: ``T.nnet.crossentropy_softmax_argmax_1hot_with_bias(x, b, y)``
-  (what ``lstm_accum.model`` uses), its gradient
+  (what ``lstm_accum.models.language_model`` uses), its gradient
   ``CrossentropySoftmax1HotWithBiasDx`` and the ``Sum`` over rows for the
   bias;
-* ``ours``: :func:`lstm_accum.softmax_nll.softmax_nll` (one vectorised pass
+* ``ours``: :func:`lstm_accum.ops.softmax_nll.softmax_nll` (one vectorised pass
   each way, the bias gradient summed in the same pass).
 
 Two functions per variant, compiled once: ``forward`` returns the losses,
@@ -37,7 +37,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from lstm_accum.backend import T, theano  # noqa: E402
-from lstm_accum.softmax_nll import softmax_nll  # noqa: E402
+from lstm_accum.ops.softmax_nll import softmax_nll  # noqa: E402
 
 VOCAB = 2000          # classes V (the vocabulary)
 ROWS = (700, 4000)    # tokens per call N

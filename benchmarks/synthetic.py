@@ -3,13 +3,13 @@
 Word ids follow a Zipf law (probability of the k-th most frequent word
 proportional to 1/k) over the model's vocabulary minus the three special
 tokens (``<unk>``=0, ``<s>``=1, ``</s>``=2 are never drawn, as in a corpus
-encoded with :class:`lstm_accum.vocabulary.Vocabulary`; word ids are
+encoded with :class:`lstm_accum.data.vocabulary.Vocabulary`; word ids are
 ``3 .. V-1``).  Sentence lengths (words, boundaries not included) are drawn
 from a log-normal with median 20 and sigma 0.5, rounded and clipped to
 2..80: like English newswire, median about 20 words, a long right tail.
 
 Everything is a function of ``(num_sentences, vocab_size, seed)``: the same
-arguments give the same :class:`~lstm_accum.corpus.EncodedCorpus` in every
+arguments give the same :class:`~lstm_accum.data.corpus.EncodedCorpus` in every
 process, so paths measured in separate processes read the same sentences.
 
 Run it to print a summary::
@@ -26,7 +26,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from lstm_accum.corpus import EncodedCorpus  # noqa: E402  (after sys.path)
+from lstm_accum.data.corpus import EncodedCorpus  # noqa: E402  (after sys.path)
 from lstm_accum.exceptions import InputError  # noqa: E402
 
 __all__ = ["zipf_corpus", "VOCAB_SIZE", "MEDIAN_LENGTH", "MIN_LENGTH",

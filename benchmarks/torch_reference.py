@@ -474,7 +474,7 @@ def run(args, log=print):
     JSON-ready dict (``runs``: one entry per (H, threads, path) with
     ``windows: {N: {median, min, max, repeats, tokens, samples}}``)."""
     _import_paths()       # also puts the repository root on sys.path
-    from lstm_accum import blas
+    from lstm_accum.backend import openblas as blas
     results = {"argv": sys.argv, "python": platform.python_version(),
                "machine": platform.processor() or platform.machine(),
                "cpus": os.cpu_count(), "vocab": args.vocab_size,

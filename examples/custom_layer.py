@@ -124,15 +124,15 @@ def main(corpus=None, num_epochs=NUM_EPOCHS, max_sentences=MAX_SENTENCES,
          vocab_size=VOCAB_SIZE, num_units=NUM_UNITS, batch_size=BATCH_SIZE,
          accumulate=ACCUMULATE, learning_rate=LEARNING_RATE, seed=SEED):
     """Train the custom-layer model; returns a dict of figures."""
-    from lstm_accum.accumulator import GradientAccumulator
-    from lstm_accum.corpus import prepare_corpus, split_corpus
-    from lstm_accum.evaluation import perplexity, unigram_perplexity
-    from lstm_accum.iterators import make_batch, plan_epoch
-    from lstm_accum.model import build_model
+    from lstm_accum.accumulation.accumulator import GradientAccumulator
+    from lstm_accum.data.corpus import prepare_corpus, split_corpus
+    from lstm_accum.evaluation.scoring import perplexity, unigram_perplexity
+    from lstm_accum.data.batches import make_batch, plan_epoch
+    from lstm_accum.models.language_model import build_model
 
     print("[1/3] corpus")
     if corpus is None:
-        from lstm_accum.example_corpus import lee_corpus
+        from lee_corpus import lee_corpus
         corpus = lee_corpus(os.path.join(ROOT, "data"), log=print)
     vocab, sentences, _ = prepare_corpus(corpus, vocab_size, lowercase=True)
     if max_sentences and len(sentences) > max_sentences:

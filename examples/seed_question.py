@@ -54,13 +54,13 @@ def main(corpus=None, num_epochs=NUM_EPOCHS, max_sentences=MAX_SENTENCES,
          learning_rate=LEARNING_RATE, seed=SEED):
     """Train the question's network; returns the per-update mean losses."""
     from lstm_accum.backend import lasagne
-    from lstm_accum.accumulator import GradientAccumulator
-    from lstm_accum.corpus import prepare_corpus
-    from lstm_accum.iterators import iterate_sentences
+    from lstm_accum.accumulation.accumulator import GradientAccumulator
+    from lstm_accum.data.corpus import prepare_corpus
+    from lstm_accum.data.batches import iterate_sentences
 
     print("[1/3] corpus")
     if corpus is None:
-        from lstm_accum.example_corpus import lee_corpus
+        from lee_corpus import lee_corpus
         corpus = lee_corpus(os.path.join(ROOT, "data"), log=print)
     vocab, sentences, _ = prepare_corpus(corpus, vocab_size, lowercase=True)
     if max_sentences and len(sentences) > max_sentences:

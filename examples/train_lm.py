@@ -6,7 +6,7 @@ This is what ``./run.sh train`` runs. It
 1. obtains the corpus: the Lee background corpus (300 ABC news articles,
    about 2,700 sentences / 67,000 tokens) from the gensim wheel on PyPI,
    downloaded once into ``data/`` with ``pip download`` and never committed
-   (see :mod:`lstm_accum.example_corpus` for the source and licence);
+   (see :mod:`lee_corpus` for the source and licence);
 2. builds a vocabulary, the model and the GradientAccumulator (Theano
    compiles the training functions: about 30 s the first time, a few
    seconds once Theano's compile cache is warm);
@@ -108,9 +108,9 @@ def main(num_epochs=NUM_EPOCHS, max_updates=0, corpus=None, out=OUT,
         ``perplexity``, ``best_perplexity``, ``unigram_perplexity``,
         ``updates``, ``samples`` (list of str), ``seconds``.
     """
-    from lstm_accum.example_corpus import SOURCE, lee_corpus
-    from lstm_accum.sampling import sample_sentences
-    from lstm_accum.train import TrainConfig, Trainer
+    from lee_corpus import SOURCE, lee_corpus
+    from lstm_accum.evaluation.sampling import sample_sentences
+    from lstm_accum.training.trainer import TrainConfig, Trainer
 
     start = time.time()
     phase(1, "corpus")
@@ -188,7 +188,7 @@ def _parse(argv):
 
 
 if __name__ == "__main__":
-    from lstm_accum.blas import coretype_hint, select_kernels
+    from lstm_accum.backend.openblas import coretype_hint, select_kernels
     from lstm_accum.exceptions import LstmAccumError
     try:
         # First thing (before any change of directory): may start this

@@ -21,20 +21,19 @@ The public API:
 from . import backend  # noqa: F401  (must come first: it imports Theano)
 from .exceptions import (LstmAccumError, InputError, NonFiniteError,
                          IncompatibleStateError, CheckpointError)
-from .accumulator import GradientAccumulator, AccumulateResult, ApplyResult
-from .vocabulary import Vocabulary
-from .corpus import (EncodedCorpus, ReadStats, tokenize, load_text,
+from .accumulation.accumulator import GradientAccumulator, AccumulateResult, ApplyResult
+from .data.vocabulary import Vocabulary
+from .data.corpus import (EncodedCorpus, ReadStats, tokenize, load_text,
                      count_words, encode_file, prepare_corpus, split_corpus)
-from .iterators import (plan_epoch, make_batch, iterate_sentences,
+from .data.batches import (plan_epoch, make_batch, iterate_sentences,
                         iterate_buckets, iterate_padded)
-from .model import build_model, LanguageModel, FusedLSTMLayer, IdLSTMLayer
-from .fused_lstm import fused_lstm
-from .evaluation import (perplexity, score_corpus, unigram_perplexity)
-from .sampling import sample_sentences
-from .checkpoint import save_checkpoint, load_checkpoint
-from .train import TrainConfig, Trainer, train, load_model
-from .distributed import Distributed, DistributedAccumulator, shard_indices
-from . import blas, scan_ext  # noqa: F401  (lstm_accum.blas.coretype_hint)
+from .models.language_model import build_model, LanguageModel, FusedLSTMLayer, IdLSTMLayer
+from .ops.fused_lstm import fused_lstm
+from .evaluation.scoring import (perplexity, score_corpus, unigram_perplexity)
+from .evaluation.sampling import sample_sentences
+from .training.checkpoint import save_checkpoint, load_checkpoint
+from .training.trainer import TrainConfig, Trainer, train, load_model
+from .accumulation.distributed import Distributed, DistributedAccumulator, shard_indices
 
 __version__ = "0.1.0"
 

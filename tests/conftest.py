@@ -7,7 +7,7 @@ import sys
 import pytest
 
 # Tests never change OpenBLAS's kernels: no lstm-accum or example subprocess
-# restarts itself with OPENBLAS_CORETYPE (lstm_accum.blas.select_kernels).
+# restarts itself with OPENBLAS_CORETYPE (lstm_accum.backend.openblas.select_kernels).
 os.environ.setdefault("LSTM_ACCUM_CORETYPE", "off")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

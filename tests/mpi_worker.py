@@ -6,7 +6,7 @@ Run by ``tests/test_distributed.py`` (not collected by pytest itself)::
     mpirun -n 2 ... python tests/mpi_worker.py OUT_PREFIX --mode dist ...
 
 with ``THEANO_FLAGS=floatX=float64``.  Both modes go through
-:class:`lstm_accum.distributed.Distributed` exactly as a training loop does
+:class:`lstm_accum.accumulation.distributed.Distributed` exactly as a training loop does
 (``wrap``, ``shard``, ``apply``), on the same windows of the same sentences;
 ``single`` never imports mpi4py.  Each rank writes ``OUT_PREFIX.rank<r>.npz``
 with its final parameters, the per-window apply results and the outcome of
@@ -23,10 +23,10 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from lstm_accum.backend import theano, lasagne  # noqa: E402
-from lstm_accum.accumulator import GradientAccumulator  # noqa: E402
-from lstm_accum.distributed import Distributed, SIZE_KEY  # noqa: E402
+from lstm_accum.accumulation.accumulator import GradientAccumulator  # noqa: E402
+from lstm_accum.accumulation.distributed import Distributed, SIZE_KEY  # noqa: E402
 from lstm_accum.exceptions import IncompatibleStateError  # noqa: E402
-from lstm_accum.model import build_model  # noqa: E402
+from lstm_accum.models.language_model import build_model  # noqa: E402
 
 V, H = 11, 4
 #: Sentences per window: odd and unequal, so the shares of 2 ranks differ.

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from lstm_accum.backend import theano, T, lasagne
-from lstm_accum.accumulator import GradientAccumulator
+from lstm_accum.accumulation.accumulator import GradientAccumulator
 from lstm_accum.exceptions import (InputError, NonFiniteError,
                                    IncompatibleStateError)
 
@@ -717,7 +717,7 @@ def test_reset_discards_the_window_only(dense, sgd_acc):
 def test_accumulate_if_finite_op_against_numpy():
     """Split views and whole sources added as numpy would; nothing added
     for a non-finite loss or source; function inputs never modified."""
-    from lstm_accum.accumulator import AccumulateIfFinite
+    from lstm_accum.accumulation.accumulator import AccumulateIfFinite
     spec = ((0, 1, 1, 0), (0, 1, 1, 1), (2, -1, -1, -1))
     loss = T.dscalar("loss")
     accs = [T.dmatrix("a0"), T.dmatrix("a1"), T.dvector("a2")]
@@ -781,7 +781,7 @@ def lstm_samples(seed, n, V):
 
 
 def test_inplace_accumulation_graph_has_no_copies(lstm_accs):
-    from lstm_accum.accumulator import AccumulateIfFinite
+    from lstm_accum.accumulation.accumulator import AccumulateIfFinite
     net, accs, _ = lstm_accs
     if not theano.config.device.startswith("cpu"):
         pytest.fail("this test expects the CPU device")

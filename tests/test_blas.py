@@ -1,4 +1,4 @@
-"""lstm_accum.blas: OpenBLAS kernel detection, the OPENBLAS_CORETYPE hint,
+"""lstm_accum.backend.openblas: OpenBLAS kernel detection, the OPENBLAS_CORETYPE hint,
 and the restart with faster kernels (select_kernels).
 
 Nothing here changes the environment of the test process, and no test runs
@@ -15,7 +15,7 @@ import types
 
 import pytest
 
-from lstm_accum import blas
+from lstm_accum.backend import openblas as blas
 from lstm_accum.exceptions import InputError, LstmAccumError
 
 AVX512 = {"sse3", "avx", "avx2", "fma", "avx512f", "avx512cd", "avx512bw",
@@ -328,7 +328,7 @@ def test_restart_arguments_before_python_3_10(monkeypatch, tmp_path):
 
 RESTART_PROBE = """\
 import json, os, sys
-from lstm_accum import blas
+from lstm_accum.backend import openblas as blas
 os.chdir(os.sep)     # elsewhere, before working out the restart
 if os.environ.get("PROBE_AGAIN"):
     print(json.dumps({"again": sys.argv}))
@@ -415,7 +415,7 @@ def test_train_prints_the_hint_only_for_a_valid_run(monkeypatch, capsys,
     # user; a user error stays one line.
     import importlib
     from lstm_accum import cli
-    train = importlib.import_module("lstm_accum.train")  # not train()
+    train = importlib.import_module("lstm_accum.training.trainer")  # not train()
     monkeypatch.setattr(blas, "coretype_hint",
                         lambda *args, **kwargs: "hint: faster kernels")
     out = str(tmp_path / "run")

@@ -6,12 +6,12 @@ import warnings
 import numpy as np
 import pytest
 
-import lstm_accum.corpus as C
-from lstm_accum.corpus import (EncodedCorpus, count_words, encode_file,
+import lstm_accum.data.corpus as C
+from lstm_accum.data.corpus import (EncodedCorpus, count_words, encode_file,
                                load_text, prepare_corpus, split_corpus,
                                tokenize)
 from lstm_accum.exceptions import InputError
-from lstm_accum.vocabulary import Vocabulary
+from lstm_accum.data.vocabulary import Vocabulary
 
 
 def write(tmp_path, data, name="corpus.txt"):

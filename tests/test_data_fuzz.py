@@ -14,9 +14,9 @@ import tempfile
 import numpy as np
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-import lstm_accum.corpus as C
+import lstm_accum.data.corpus as C
 from lstm_accum.exceptions import InputError
-from lstm_accum.vocabulary import Vocabulary
+from lstm_accum.data.vocabulary import Vocabulary
 
 SETTINGS = settings(max_examples=250, deadline=None, derandomize=True,
                     database=None,

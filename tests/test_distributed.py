@@ -19,8 +19,8 @@ import sys
 import numpy as np
 import pytest
 
-from lstm_accum import distributed
-from lstm_accum.distributed import (Distributed, check_resume,
+from lstm_accum.accumulation import distributed
+from lstm_accum.accumulation.distributed import (Distributed, check_resume,
                                     local_mpirun_command, mpi_available,
                                     mpirun_world_size, shard_indices)
 from lstm_accum.exceptions import IncompatibleStateError, InputError

@@ -5,12 +5,12 @@ import math
 import numpy as np
 import pytest
 
-from lstm_accum.corpus import EncodedCorpus
-from lstm_accum.evaluation import (perplexity, perplexity_of_batches,
+from lstm_accum.data.corpus import EncodedCorpus
+from lstm_accum.evaluation.scoring import (perplexity, perplexity_of_batches,
                                    score_corpus, unigram_perplexity,
                                    unigram_probabilities)
 from lstm_accum.exceptions import InputError
-from lstm_accum.model import build_model
+from lstm_accum.models.language_model import build_model
 from helpers import float64
 
 V, H = 12, 5

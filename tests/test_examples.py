@@ -8,11 +8,21 @@ import zipfile
 import numpy as np
 import pytest
 
-from lstm_accum import example_corpus
 from lstm_accum.exceptions import InputError
 from test_train import write_corpus
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _load_example_module(name):
+    spec = importlib.util.spec_from_file_location(
+        name, os.path.join(ROOT, "examples", name + ".py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+example_corpus = _load_example_module("lee_corpus")
 
 
 def load_example(name):

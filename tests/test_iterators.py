@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 from lstm_accum.backend import theano
-from lstm_accum.corpus import EncodedCorpus, encode_file
+from lstm_accum.data.corpus import EncodedCorpus, encode_file
 from lstm_accum.exceptions import InputError
-from lstm_accum.iterators import (EpochPlan, iterate_batches, iterate_buckets,
+from lstm_accum.data.batches import (EpochPlan, iterate_batches, iterate_buckets,
                                   iterate_padded, iterate_sentences,
                                   make_batch, plan_epoch)
-from lstm_accum.vocabulary import Vocabulary
+from lstm_accum.data.vocabulary import Vocabulary
 
 TEXT = ("the cat sat\n"
         "a dog\n"

@@ -7,7 +7,7 @@ import pytest
 
 from lstm_accum.backend import theano, T, lasagne
 from lstm_accum.exceptions import IncompatibleStateError, InputError
-from lstm_accum.model import (IdGRULayer, IdLSTMLayer, build_model,
+from lstm_accum.models.language_model import (IdGRULayer, IdLSTMLayer, build_model,
                               stable_log_softmax)
 from helpers import float64
 
@@ -363,7 +363,7 @@ def test_onehot_and_ids_same_parameters_after_a_window():
     """Issue 6: one-hot and id input give the same parameters after an
     accumulated window (two masked minibatches of different lengths),
     given the same initial weights."""
-    from lstm_accum.accumulator import GradientAccumulator
+    from lstm_accum.accumulation.accumulator import GradientAccumulator
 
     batches = [
         (np.array([[1, 3, 4, 7], [1, 5, 0, 0]], np.int32),

@@ -7,9 +7,9 @@ import pytest
 
 from lstm_accum.backend import lasagne
 from lstm_accum.exceptions import InputError
-from lstm_accum.model import build_model
-from lstm_accum.sampling import sample_ids, sample_sentences, step_function
-from lstm_accum.vocabulary import Vocabulary
+from lstm_accum.models.language_model import build_model
+from lstm_accum.evaluation.sampling import sample_ids, sample_sentences, step_function
+from lstm_accum.data.vocabulary import Vocabulary
 from helpers import float64
 
 L = lasagne.layers

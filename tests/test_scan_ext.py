@@ -1,4 +1,4 @@
-"""The compiled scan loop (lstm_accum.scan_ext) against numpy and scan's
+"""The compiled scan loop (lstm_accum.backend.scan_loop) against numpy and scan's
 Python loop.
 
 The reference for the LSTM is an independent numpy implementation of
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from lstm_accum.backend import T, floatX, lasagne, theano
-from lstm_accum import scan_ext
+from lstm_accum.backend import scan_loop as scan_ext
 from lstm_accum.exceptions import InputError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -215,7 +215,7 @@ def test_errors_inside_the_compiled_loop_are_raised():
                  r"compiler.*set LSTM_ACCUM_SCAN=auto"),
 ])
 def test_without_a_compiler(mode, expected):
-    code = ("from lstm_accum import scan_ext\n"
+    code = ("from lstm_accum.backend import scan_loop as scan_ext\n"
             "try:\n"
             "    print(scan_ext.status(), scan_ext.build_error())\n"
             "except Exception as err:\n"

@@ -13,7 +13,7 @@ import pytest
 from scipy.special import logsumexp, softmax
 
 from lstm_accum.backend import theano, T
-from lstm_accum.softmax_nll import SoftmaxNLL, SoftmaxNLLGrad, softmax_nll
+from lstm_accum.ops.softmax_nll import SoftmaxNLL, SoftmaxNLLGrad, softmax_nll
 
 PY_MODE = theano.Mode(linker="py", optimizer="fast_run")
 MODES = {"c": None, "py": PY_MODE}

@@ -17,10 +17,10 @@ import sys
 import numpy as np
 import pytest
 
-from lstm_accum import checkpoint as ckpt
+from lstm_accum.training import checkpoint as ckpt
 from lstm_accum.exceptions import (CheckpointError, IncompatibleStateError,
                                    InputError, NonFiniteError)
-from lstm_accum.train import (TrainConfig, Trainer, target_counts,
+from lstm_accum.training.trainer import (TrainConfig, Trainer, target_counts,
                               unigram_baseline, validate_config)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -45,7 +45,7 @@ def write_corpus(path, n=150, seed=0):
     return str(path)
 
 
-#: The one model configuration every test of lstm_accum.train uses.
+#: The one model configuration every test of lstm_accum.training.trainer uses.
 TINY = dict(vocab_size=40, units=8, batching="bucket", input="ids",
             batch_size=4, accumulate=8, lr=0.1, valid_fraction=0.1,
             valid_every=5, epochs=2, progress="off", log_every=0, seed=3)
@@ -347,8 +347,8 @@ def test_bad_settings_are_refused_early(corpus, tmp_path, change, message):
 
 
 def test_unigram_baseline_by_hand():
-    from lstm_accum.corpus import EncodedCorpus
-    from lstm_accum.evaluation import unigram_perplexity
+    from lstm_accum.data.corpus import EncodedCorpus
+    from lstm_accum.evaluation.scoring import unigram_perplexity
     V = 6
     train = EncodedCorpus(np.array([3, 4, 3, 5], np.int32),
                           np.array([0, 2, 4], np.int64))

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from lstm_accum.exceptions import InputError
-from lstm_accum.vocabulary import (BOS_ID, EOS_ID, UNK_ID, Vocabulary,
+from lstm_accum.data.vocabulary import (BOS_ID, EOS_ID, UNK_ID, Vocabulary,
                                    SPECIAL_TOKENS)
-import lstm_accum.vocabulary as vocabulary_module
+import lstm_accum.data.vocabulary as vocabulary_module
 
 
 def test_special_ids_are_fixed():

@@ -22,7 +22,7 @@ import os
 import subprocess
 import sys
 
-from .exceptions import InputError, LstmAccumError
+from ..exceptions import InputError, LstmAccumError
 
 __all__ = ["loaded_openblas", "openblas_corename", "cpu_flags",
            "recommend_coretype", "coretype_hint", "select_kernels",

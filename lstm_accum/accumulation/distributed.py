@@ -46,7 +46,7 @@ from collections import namedtuple
 
 import numpy as np
 
-from .exceptions import IncompatibleStateError, InputError
+from ..exceptions import IncompatibleStateError, InputError
 
 __all__ = ["MPI_INSTALL_HINT", "SIZE_KEY", "mpi_available", "require_mpi",
            "mpirun_world_size", "local_mpirun_command", "shard_indices",

@@ -42,11 +42,11 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .backend import theano, T, lasagne
-from .exceptions import IncompatibleStateError, InputError
-from .fused_lstm import fused_lstm, fused_supported
-from .softmax_nll import softmax_nll
-from .cops import unavailable_reason
+from ..backend import theano, T, lasagne
+from ..exceptions import IncompatibleStateError, InputError
+from ..ops.fused_lstm import fused_lstm, fused_supported
+from ..ops.softmax_nll import softmax_nll
+from ..ops.base import unavailable_reason
 
 __all__ = ["LanguageModel", "build_model", "IdLSTMLayer", "IdGRULayer",
            "FusedLSTMLayer", "IMPLS",

@@ -176,7 +176,7 @@ class _OnlyUnexpected(logging.Filter):
 def _import_theano():
     # Scan imports its loop lazily, at the first scan compilation, so this
     # works even when the user imported Theano before us.
-    from . import scan_ext
+    from . import scan_loop as scan_ext
     scan_ext.prepare()
     if "theano" in sys.modules:
         # Imported before us: its configuration is fixed already; we can
@@ -305,7 +305,7 @@ def describe():
     str
         Device, floatX, BLAS and scan loop in use.
     """
-    from . import scan_ext
+    from . import scan_loop as scan_ext
     ldflags = theano.config.blas.ldflags
     return "theano %s, device=%s, floatX=%s, blas=%s, scan loop=%s" % (
         theano.__version__, theano.config.device, theano.config.floatX,

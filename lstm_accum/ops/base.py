@@ -24,7 +24,7 @@ generated function, GCC stops vectorising them.
 """
 import hashlib
 
-from .backend import theano
+from ..backend import theano
 
 __all__ = ["CpuCOp", "SUPPORT_CODE", "unavailable_reason"]
 
@@ -84,7 +84,7 @@ class CpuCOp(theano.Op):
         # Our default gcc.cxxflags=-O1 -g0 (backend.py) keeps Theano's small
         # modules quick to compile; these loops are much of the training
         # time, so they keep Theano's -O3, unless the user chose a level.
-        from .backend import DEFAULT_FLAGS, DEFAULTED
+        from ..backend import DEFAULT_FLAGS, DEFAULTED
         if "gcc.cxxflags" in DEFAULTED:
             return [f for f in DEFAULT_FLAGS["gcc.cxxflags"].split()
                     if f.startswith("-O")]

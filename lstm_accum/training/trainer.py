@@ -93,11 +93,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .backend import theano, lasagne
-from .exceptions import (CheckpointError, IncompatibleStateError, InputError,
+from ..backend import theano, lasagne
+from ..exceptions import (CheckpointError, IncompatibleStateError, InputError,
                          NonFiniteError)
 from . import checkpoint as ckpt
-from .distributed import SIZE_KEY, Distributed
+from ..accumulation.distributed import SIZE_KEY, Distributed
 
 __all__ = ["TrainConfig", "Trainer", "TrainResult", "train", "OPTIMIZERS",
            "validate_config", "RESUMABLE_CHANGES", "load_model",
@@ -350,7 +350,7 @@ def target_counts(corpus, vocab_size):
     -------
     numpy.ndarray of float64, shape ``(vocab_size,)``
     """
-    from .vocabulary import EOS_ID
+    from ..data.vocabulary import EOS_ID
     counts = np.bincount(np.asarray(corpus.ids, dtype=np.int64),
                          minlength=vocab_size).astype(np.float64)
     counts[EOS_ID] += len(corpus)
@@ -397,8 +397,8 @@ class _Data(object):
     """Vocabulary, encoded train/validation corpora and their statistics."""
 
     def __init__(self, config, vocab=None):
-        from .corpus import encode_file, prepare_corpus, split_corpus
-        from .evaluation import unigram_perplexity
+        from ..data.corpus import encode_file, prepare_corpus, split_corpus
+        from ..evaluation.scoring import unigram_perplexity
         # The encoded corpus is cached beside the text file (keyed by its
         # content, the vocabulary and these settings), so the second run
         # of the same corpus skips reading and tokenizing it.
@@ -512,7 +512,7 @@ class Trainer(object):
 
         vocab = None
         if saved is not None:
-            from .vocabulary import Vocabulary
+            from ..data.vocabulary import Vocabulary
             vocab = Vocabulary.from_dict(saved.metadata["vocabulary"],
                                          source=self.checkpoint_path)
         self.data = _Data(config, vocab)
@@ -540,8 +540,8 @@ class Trainer(object):
 
     # -- set-up ----------------------------------------------------------------
     def _build(self, model, accumulator):
-        from .accumulator import GradientAccumulator
-        from .model import build_model
+        from ..accumulation.accumulator import GradientAccumulator
+        from ..models.language_model import build_model
         c = self.config
         if model is not None:
             self._check_model(model)
@@ -671,7 +671,7 @@ class Trainer(object):
 
     def state_metadata(self):
         """The JSON part of a checkpoint (configuration, vocabulary, ...)."""
-        from . import __version__
+        from .. import __version__
         model_config = dict(self.model.config)
         return {
             "lstm_accum_version": __version__,
@@ -756,7 +756,7 @@ class Trainer(object):
         return self.window_samples >= c.accumulate
 
     def _plan(self, epoch):
-        from .iterators import plan_epoch
+        from ..data.batches import plan_epoch
         c = self.config
         return plan_epoch(self.data.train, c.batching,
                           c.batch_size if c.batching != "sample" else 1,
@@ -878,7 +878,7 @@ class Trainer(object):
                     dynamic_ncols=True, file=sys.stderr, leave=False)
 
     def _loop(self):
-        from .iterators import make_batch
+        from ..data.batches import make_batch
         c = self.config
         if self.stopped:
             self.log("the checkpoint's run had already stopped (%s); "
@@ -1029,7 +1029,7 @@ class Trainer(object):
                                     if record["skipped"] else ""))
 
     def _perplexity(self):
-        from .evaluation import perplexity
+        from ..evaluation.scoring import perplexity
         return float(perplexity(self.model, self.data.valid,
                                 batch_size=self.config.batch_size))
 
@@ -1167,8 +1167,8 @@ def load_model(path, batching=None, input=None):
     IncompatibleStateError
         Newer format, or parameters that do not fit the recorded model.
     """
-    from .model import build_model
-    from .vocabulary import Vocabulary
+    from ..models.language_model import build_model
+    from ..data.vocabulary import Vocabulary
     saved = ckpt.load_checkpoint(path)
     meta = saved.metadata
     try:

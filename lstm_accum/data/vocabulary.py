@@ -27,7 +27,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .exceptions import InputError
+from ..exceptions import InputError
 
 __all__ = ["Vocabulary", "UNK", "BOS", "EOS", "UNK_ID", "BOS_ID", "EOS_ID",
            "SPECIAL_TOKENS"]

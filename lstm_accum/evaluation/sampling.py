@@ -15,11 +15,11 @@ can know; for them the model is re-run on the whole prefix at each step
 """
 import numpy as np
 
-from .backend import theano, T, lasagne
-from .exceptions import InputError
-from .model import (IdGRULayer, IdLSTMLayer, gru_stacked_params, gru_step,
+from ..backend import theano, T, lasagne
+from ..exceptions import InputError
+from ..models.language_model import (IdGRULayer, IdLSTMLayer, gru_stacked_params, gru_step,
                     lstm_stacked_params, lstm_step)
-from .vocabulary import BOS_ID, EOS_ID
+from ..data.vocabulary import BOS_ID, EOS_ID
 
 __all__ = ["sample_sentences", "sample_ids", "step_function"]
 

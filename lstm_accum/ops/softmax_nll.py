@@ -34,8 +34,8 @@ and no GPU implementation.
 """
 import numpy as np
 
-from .backend import theano, T, _EmptyProps
-from .cops import CpuCOp
+from ..backend import theano, T, _EmptyProps
+from .base import CpuCOp
 
 __all__ = ["SoftmaxNLL", "SoftmaxNLLGrad", "softmax_nll"]
 

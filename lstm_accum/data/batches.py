@@ -56,7 +56,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .exceptions import InputError
+from ..exceptions import InputError
 from .vocabulary import BOS_ID, EOS_ID
 
 __all__ = ["BATCHINGS", "INPUT_KINDS", "EpochPlan", "plan_epoch", "make_batch",
@@ -71,7 +71,7 @@ PAD_ID = 0
 def _default_dtype(dtype):
     if dtype is not None:
         return np.dtype(dtype)
-    from .backend import theano   # lazy: only the floatX default needs it
+    from ..backend import theano   # lazy: only the floatX default needs it
     return np.dtype(theano.config.floatX)
 
 

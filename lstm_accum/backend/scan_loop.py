@@ -51,7 +51,7 @@ import tempfile
 import threading
 import warnings
 
-from .exceptions import InputError, LstmAccumError
+from ..exceptions import InputError, LstmAccumError
 
 __all__ = ["ENV_VAR", "MODES", "requested_mode", "prepare", "load", "status",
            "build_error", "patch_source"]
@@ -238,7 +238,7 @@ def load():
         If ``LSTM_ACCUM_SCAN=compiled`` and the loop cannot be built.
     """
     if _state["status"] == "pending":
-        from . import backend  # noqa: F401  (Theano, imported our way)
+        from .. import backend  # noqa: F401  (Theano, imported our way)
         try:
             importlib.import_module(_MODULE)
         except ImportError:

@@ -62,7 +62,7 @@ from itertools import chain, repeat
 
 import numpy as np
 
-from .exceptions import InputError
+from ..exceptions import InputError
 from .vocabulary import Vocabulary, _atomic_open
 
 __all__ = ["ReadStats", "EncodedCorpus", "tokenize", "load_text",

@@ -28,8 +28,8 @@ import numbers
 
 import numpy as np
 
-from .backend import theano, T, lasagne
-from .exceptions import InputError, NonFiniteError, IncompatibleStateError
+from ..backend import theano, T, lasagne
+from ..exceptions import InputError, NonFiniteError, IncompatibleStateError
 
 __all__ = ["GradientAccumulator", "AccumulateResult", "ApplyResult",
            "NORMALIZE_CHOICES", "AccumulateIfFinite"]

@@ -31,8 +31,8 @@ and no GPU implementation: on a GPU device the model builder keeps scan.
 """
 import numpy as np
 
-from .backend import theano, T
-from .cops import CpuCOp, unavailable_reason
+from ..backend import theano, T
+from .base import CpuCOp, unavailable_reason
 
 __all__ = ["FusedLSTM", "FusedLSTMGrad", "fused_lstm", "fused_supported"]
 

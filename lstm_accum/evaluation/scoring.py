@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from .exceptions import InputError
+from ..exceptions import InputError
 
 __all__ = ["Score", "perplexity", "score_corpus", "perplexity_of_batches",
            "unigram_probabilities", "unigram_perplexity"]
@@ -96,8 +96,8 @@ def score_corpus(model_or_fn, corpus, batch_size=32, batching=None,
     :func:`~lstm_accum.iterators.make_batch` in corpus order
     (``shuffle=False``); the order does not change the sums.
     """
-    from . import iterators
-    from .model import LanguageModel
+    from ..data import batches as iterators
+    from ..models.language_model import LanguageModel
 
     dtype = None
     if isinstance(model_or_fn, LanguageModel):
@@ -160,7 +160,7 @@ def _target_counts(corpus, vocab_size):
                          "to %d; was it encoded with another vocabulary?"
                          % (vocab_size, ids.min(), ids.max()))
     counts = np.bincount(ids, minlength=vocab_size).astype(np.float64)
-    from .vocabulary import EOS_ID
+    from ..data.vocabulary import EOS_ID
     counts[EOS_ID] += len(corpus)  # one </s> target per sentence
     return counts
 

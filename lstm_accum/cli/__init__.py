@@ -15,7 +15,7 @@ import math
 import os
 import sys
 
-from .exceptions import (CheckpointError, IncompatibleStateError, InputError,
+from ..exceptions import (CheckpointError, IncompatibleStateError, InputError,
                          LstmAccumError, NonFiniteError)
 
 __all__ = ["main", "build_parser", "TrainCommand", "EvalCommand",
@@ -87,7 +87,7 @@ class TrainCommand(object):
 
     @staticmethod
     def add_arguments(parser):
-        from .train import OPTIMIZERS, TrainConfig
+        from ..training.trainer import OPTIMIZERS, TrainConfig
         d = TrainConfig()
         parser.add_argument("corpus", metavar="CORPUS",
                             help="UTF-8 text file, one sentence per line")
@@ -212,7 +212,7 @@ class TrainCommand(object):
 
     @staticmethod
     def config_from_args(args):
-        from .train import TrainConfig
+        from ..training.trainer import TrainConfig
         return TrainConfig(
             corpus=args.corpus, out=args.out, vocab_size=args.vocab_size,
             valid_fraction=args.valid_fraction, lowercase=args.lowercase,
@@ -232,8 +232,8 @@ class TrainCommand(object):
 
     @classmethod
     def run(cls, args):
-        from .blas import coretype_hint
-        from .train import Trainer, validate_config
+        from ..backend.openblas import coretype_hint
+        from ..training.trainer import Trainer, validate_config
         config = cls.config_from_args(args)
         validate_config(config)     # a user error stays one line
         hint = coretype_hint()
@@ -289,9 +289,9 @@ class EvalCommand(object):
 
     @staticmethod
     def run(args):
-        from .corpus import encode_file
-        from .evaluation import score_corpus
-        from .train import load_model, unigram_baseline
+        from ..data.corpus import encode_file
+        from ..evaluation.scoring import score_corpus
+        from ..training.trainer import load_model, unigram_baseline
         _check_file(args.checkpoint, "checkpoint")
         _check_file(args.corpus, "corpus")
         # Scoring one sentence per call is slow; equal-length minibatches
@@ -339,8 +339,8 @@ class SampleCommand(object):
 
     @staticmethod
     def run(args):
-        from .sampling import sample_sentences
-        from .train import load_model
+        from ..evaluation.sampling import sample_sentences
+        from ..training.trainer import load_model
         _check_file(args.checkpoint, "checkpoint")
         model, vocab, _ = load_model(args.checkpoint)
         sentences = sample_sentences(model, vocab, n=args.num,
@@ -431,7 +431,7 @@ def console_main():
     opts out).  Under ``mpirun`` an error on one rank ends every rank (none
     is left waiting in a collective).
     """
-    from .blas import select_kernels
+    from ..backend.openblas import select_kernels
     try:
         # First thing: before anything changes directory or writes output.
         select_kernels(prog=PROG)
@@ -440,7 +440,7 @@ def console_main():
         sys.exit(EXIT_USER_ERROR)
     status = main()
     if status:
-        from .distributed import exit_all
+        from ..accumulation.distributed import exit_all
         exit_all(status)
     sys.exit(0)
 

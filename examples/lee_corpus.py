@@ -25,7 +25,7 @@ import subprocess
 import sys
 import zipfile
 
-from .exceptions import InputError
+from lstm_accum.exceptions import InputError
 
 __all__ = ["lee_corpus", "split_sentences", "tokenize_sentence",
            "GENSIM_VERSION", "MEMBER", "SOURCE"]
