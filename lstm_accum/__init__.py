@@ -31,7 +31,7 @@ from .models.language_model import build_model, LanguageModel, FusedLSTMLayer, I
 from .ops.fused_lstm import fused_lstm
 from .evaluation.scoring import (perplexity, score_corpus, unigram_perplexity)
 from .evaluation.sampling import sample_sentences
-from .training.checkpoint import save_checkpoint, load_checkpoint
+from .checkpoint import save_checkpoint, load_checkpoint
 from .training.trainer import TrainConfig, Trainer, train, load_model
 from .accumulation.distributed import Distributed, DistributedAccumulator, shard_indices
 

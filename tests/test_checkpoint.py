@@ -10,7 +10,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from lstm_accum.training import checkpoint as ckpt
+from lstm_accum import checkpoint as ckpt
 from lstm_accum.exceptions import CheckpointError, IncompatibleStateError
 
 

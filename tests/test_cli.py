@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from lstm_accum.training import checkpoint as ckpt
+from lstm_accum import checkpoint as ckpt
 from lstm_accum.cli import main
 from test_train import write_corpus
 

@@ -4,7 +4,7 @@ the latest complete checkpoint, and the final float64 parameters are
 bit-identical to a run that was never stopped.
 
 The trainer sleeps at a named point when LSTM_ACCUM_TEST_PAUSE says so
-(see lstm_accum.training.checkpoint.pause_point) and announces it on stderr, so the
+(see lstm_accum.checkpoint.pause_point) and announces it on stderr, so the
 kill lands exactly there. The processes run with Theano's FAST_COMPILE mode
 (the same maths without C compilation: six processes would otherwise spend
 most of the test compiling); what is under test is the trainer's state
@@ -20,7 +20,7 @@ import threading
 import numpy as np
 import pytest
 
-from lstm_accum.training import checkpoint as ckpt
+from lstm_accum import checkpoint as ckpt
 from test_train import identical, write_corpus
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -17,7 +17,7 @@ import sys
 import numpy as np
 import pytest
 
-from lstm_accum.training import checkpoint as ckpt
+from lstm_accum import checkpoint as ckpt
 from lstm_accum.exceptions import (CheckpointError, IncompatibleStateError,
                                    InputError, NonFiniteError)
 from lstm_accum.training.trainer import (TrainConfig, Trainer, target_counts,

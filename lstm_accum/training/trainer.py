@@ -96,7 +96,7 @@ import numpy as np
 from ..backend import theano, lasagne
 from ..exceptions import (CheckpointError, IncompatibleStateError, InputError,
                          NonFiniteError)
-from . import checkpoint as ckpt
+from .. import checkpoint as ckpt
 from ..accumulation.distributed import SIZE_KEY, Distributed
 
 __all__ = ["TrainConfig", "Trainer", "TrainResult", "train", "OPTIMIZERS",

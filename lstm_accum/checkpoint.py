@@ -33,7 +33,7 @@ from collections import namedtuple
 
 import numpy as np
 
-from ..exceptions import CheckpointError, IncompatibleStateError
+from .exceptions import CheckpointError, IncompatibleStateError
 
 __all__ = ["FORMAT_VERSION", "LATEST_NAME", "BEST_NAME", "Checkpoint",
            "save_checkpoint", "load_checkpoint", "copy_checkpoint",
