@@ -1,1 +1,4 @@
-"""TODO"""
+"""TODO: one paragraph: what this part owns and what it may import."""
+from .base import CpuCOp, unavailable_reason
+from .fused_lstm import fused_lstm, fused_supported, FusedLSTM, FusedLSTMGrad
+from .softmax_nll import softmax_nll, SoftmaxNLL, SoftmaxNLLGrad
