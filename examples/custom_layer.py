@@ -25,6 +25,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
+sys.path.insert(0, HERE)       # lee_corpus.py, the corpus downloader beside it
 
 from lstm_accum.backend import T, lasagne, theano  # noqa: E402
 

@@ -34,6 +34,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
+sys.path.insert(0, HERE)       # lee_corpus.py, the corpus downloader beside it
 
 # ------------------------------------------------------------------------------
 # Defaults: sized to finish in well under 10 minutes on 2 CPU cores, compile

@@ -23,8 +23,8 @@ from .exceptions import (LstmAccumError, InputError, NonFiniteError,
                          IncompatibleStateError, CheckpointError)
 from .accumulation.accumulator import GradientAccumulator, AccumulateResult, ApplyResult
 from .data.vocabulary import Vocabulary
-from .data.corpus import (EncodedCorpus, ReadStats, tokenize, load_text,
-                     count_words, encode_file, prepare_corpus, split_corpus)
+from .data import (EncodedCorpus, ReadStats, tokenize, load_text,
+                   count_words, encode_file, prepare_corpus, split_corpus)
 from .data.batches import (plan_epoch, make_batch, iterate_sentences,
                         iterate_buckets, iterate_padded)
 from .models.language_model import build_model, LanguageModel, FusedLSTMLayer, IdLSTMLayer

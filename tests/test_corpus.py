@@ -6,10 +6,10 @@ import warnings
 import numpy as np
 import pytest
 
-import lstm_accum.data.corpus as C
-from lstm_accum.data.corpus import (EncodedCorpus, count_words, encode_file,
-                               load_text, prepare_corpus, split_corpus,
-                               tokenize)
+import lstm_accum.data.reader as R
+from lstm_accum.data import (EncodedCorpus, count_words, encode_file,
+                             load_text, prepare_corpus, split_corpus,
+                             tokenize)
 from lstm_accum.exceptions import InputError
 from lstm_accum.data.vocabulary import Vocabulary
 
@@ -162,7 +162,7 @@ def test_small_read_chunks_give_the_same_result(tmp_path, monkeypatch):
     path = write(tmp_path, text.encode("utf-8"))
     expected, st0 = load_text(path, max_length=7)
     for chunk in (1, 2, 3, 5, 8, 13):
-        monkeypatch.setattr(C, "_CHUNK", chunk)
+        monkeypatch.setattr(R, "READ_CHUNK", chunk)
         sents, st = load_text(path, max_length=7)
         assert sents == expected
         assert st == st0
@@ -246,7 +246,7 @@ def test_cache_second_call_does_not_read_the_text(tmp_path, monkeypatch):
 
     def no_reading(*args, **kwargs):
         raise AssertionError("the text was read again")
-    monkeypatch.setattr(C, "_decoded_blocks", no_reading)
+    monkeypatch.setattr(R, "_decoded_blocks", no_reading)
     corpus2, st2 = encode_file(path, vocab)
     assert st2.from_cache
     np.testing.assert_array_equal(corpus.ids, corpus2.ids)
@@ -270,7 +270,7 @@ def test_prepare_corpus_cache_and_custom_cache_dir(tmp_path, monkeypatch):
     v, c, st = prepare_corpus(path, 2, cache_dir=str(cdir))
     assert not st.from_cache and len(os.listdir(cdir)) == 1
     assert not os.path.exists(path + ".lstm_accum-cache")
-    monkeypatch.setattr(C, "_decoded_blocks", None)
+    monkeypatch.setattr(R, "_decoded_blocks", None)
     v2, c2, st2 = prepare_corpus(path, 2, cache_dir=str(cdir))
     assert st2.from_cache and v2 == v and v2.counts == v.counts
     np.testing.assert_array_equal(c.ids, c2.ids)

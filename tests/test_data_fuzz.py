@@ -15,6 +15,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import lstm_accum.data.corpus as C
+import lstm_accum.data.reader as R
 from lstm_accum.exceptions import InputError
 from lstm_accum.data.vocabulary import Vocabulary
 
@@ -107,12 +108,12 @@ reader_settings = st.fixed_dictionaries({
 
 
 def run_with_chunk(chunk, fn, *args, **kwargs):
-    old = C._CHUNK
-    C._CHUNK = chunk
+    old = R.READ_CHUNK
+    R.READ_CHUNK = chunk
     try:
         return fn(*args, **kwargs)
     finally:
-        C._CHUNK = old
+        R.READ_CHUNK = old
 
 
 def check_stats(stats, expected):
@@ -135,7 +136,7 @@ def test_reader_matches_reference_or_raises_documented_error(data, kw, chunk):
         with open(path, "wb") as f:
             f.write(data)
         try:
-            sentences, stats = run_with_chunk(chunk, C.load_text, path, **kw)
+            sentences, stats = run_with_chunk(chunk, R.load_text, path, **kw)
         except InputError as e:
             assert expected[0] == "error", (str(e), expected)
             assert re.search(expected[1], str(e)), (str(e), expected[1])

@@ -9,7 +9,7 @@ import pytest
 from lstm_accum.exceptions import InputError
 from lstm_accum.data.vocabulary import (BOS_ID, EOS_ID, UNK_ID, Vocabulary,
                                    SPECIAL_TOKENS)
-import lstm_accum.data.vocabulary as vocabulary_module
+import lstm_accum.files as files_module
 
 
 def test_special_ids_are_fixed():
@@ -131,7 +131,7 @@ def test_failed_save_leaves_previous_file_and_no_temporary(tmp_path,
 
     def broken_replace(src, dst):
         raise OSError(28, "No space left on device")
-    monkeypatch.setattr(vocabulary_module.os, "replace", broken_replace)
+    monkeypatch.setattr(files_module.os, "replace", broken_replace)
     with pytest.raises(OSError, match="No space"):
         Vocabulary.build({"new": 1}, 1).save(path)
     assert path.read_bytes() == before

@@ -56,6 +56,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..checks import check_choice, check_int
 from ..exceptions import InputError
 from .vocabulary import BOS_ID, EOS_ID
 
@@ -75,23 +76,9 @@ def _default_dtype(dtype):
     return np.dtype(theano.config.floatX)
 
 
-def _check_choice(name, value, choices):
-    if value not in choices:
-        raise InputError("%s must be one of %s, got %r"
-                         % (name, ", ".join(repr(c) for c in choices), value))
-
-
-def _check_int(name, value, minimum):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(
-            value, (int, np.integer)) or value < minimum:
-        raise InputError("%s must be an integer >= %d, got %r"
-                         % (name, minimum, value))
-    return int(value)
-
-
 def _rng(seed, epoch):
-    seed = _check_int("seed", seed, 0)
-    epoch = _check_int("epoch", epoch, 0)
+    seed = check_int("seed", seed, 0)
+    epoch = check_int("epoch", epoch, 0)
     if seed >= 2 ** 32 or epoch >= 2 ** 32:
         raise InputError("seed and epoch must be below 2**32, got %d, %d"
                          % (seed, epoch))
@@ -181,12 +168,12 @@ def plan_epoch(corpus, batching, batch_size=1, seed=0, epoch=0, shuffle=True,
     InputError
         Unknown `batching`, `batch_size` < 1, bad seed/epoch/pool_size.
     """
-    _check_choice("batching", batching, BATCHINGS)
+    check_choice("batching", batching, BATCHINGS)
     if batching == "sample":
         batch_size = 1
-    batch_size = _check_int("batch_size", batch_size, 1)
+    batch_size = check_int("batch_size", batch_size, 1)
     if pool_size is not None:
-        pool_size = _check_int("pool_size", pool_size, 1)
+        pool_size = check_int("pool_size", pool_size, 1)
     rng = _rng(seed, epoch)
     n = len(corpus)
     order = rng.permutation(n) if shuffle else np.arange(n)
@@ -265,13 +252,13 @@ def make_batch(corpus, indices, batching, input_kind, vocab_size=None,
     With sentence 0 = [5, 7]: ``make_batch(c, [0], 'sample', 'ids')`` gives
     ``X = [[1, 5, 7]]`` and ``y = [5, 7, 2]``.
     """
-    _check_choice("batching", batching, BATCHINGS)
-    _check_choice("input_kind", input_kind, INPUT_KINDS)
+    check_choice("batching", batching, BATCHINGS)
+    check_choice("input_kind", input_kind, INPUT_KINDS)
     indices = np.asarray(indices, dtype=np.int64).ravel()
     if indices.size == 0:
         raise InputError("make_batch needs at least one sentence index")
     if vocab_size is not None:
-        vocab_size = _check_int("vocab_size", vocab_size, 3)
+        vocab_size = check_int("vocab_size", vocab_size, 3)
     elif input_kind == "onehot":
         raise InputError("one-hot input needs vocab_size (len(vocab))")
     if batching == "sample" and indices.size != 1:
@@ -325,16 +312,16 @@ def iterate_batches(corpus, batching, batch_size=1, vocab_size=None,
     -------
     iterator of tuple of numpy.ndarray
     """
-    _check_choice("input_kind", input_kind, INPUT_KINDS)
+    check_choice("input_kind", input_kind, INPUT_KINDS)
     if vocab_size is not None:
-        vocab_size = _check_int("vocab_size", vocab_size, 3)
+        vocab_size = check_int("vocab_size", vocab_size, 3)
         if corpus.max_id >= vocab_size:
             raise InputError("the corpus holds word id %d but vocab_size is "
                              "%d; encode the corpus with the vocabulary of "
                              "the model" % (corpus.max_id, vocab_size))
     elif input_kind == "onehot":
         raise InputError("one-hot input needs vocab_size (len(vocab))")
-    start = _check_int("start", start, 0)
+    start = check_int("start", start, 0)
     dtype = _default_dtype(dtype) if input_kind == "onehot" or \
         batching == "mask" else None
     plan = plan_epoch(corpus, batching, batch_size, seed, epoch,

@@ -18,16 +18,15 @@ which only the iterators add.
 This module does not import Theano.
 """
 import collections
-import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 
 import numpy as np
 
 from ..exceptions import InputError
+from ..files import atomic_open
 
 __all__ = ["Vocabulary", "UNK", "BOS", "EOS", "UNK_ID", "BOS_ID", "EOS_ID",
            "SPECIAL_TOKENS"]
@@ -38,30 +37,6 @@ SPECIAL_TOKENS = (UNK, BOS, EOS)
 
 _FORMAT = "lstm_accum.vocabulary"
 _VERSION = 1
-
-
-@contextlib.contextmanager
-def _atomic_open(path, mode="wb"):
-    """Open a temporary file beside `path`; on success fsync and rename it.
-
-    Readers therefore see either the old file or the complete new one, never
-    a partial one; on any error the temporary file is removed and `path` is
-    left untouched.
-    """
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".",
-                               suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, mode) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def _check_size(size):
@@ -391,7 +366,7 @@ class Vocabulary(object):
         and renamed over `path`, so an interrupted save leaves any previous
         file intact.
         """
-        with _atomic_open(path, "wb") as f:
+        with atomic_open(path, "wb") as f:
             f.write(self.to_json().encode("utf-8"))
 
     @classmethod
