@@ -35,7 +35,7 @@ from .checkpoint import save_checkpoint, load_checkpoint
 from .training.trainer import TrainConfig, Trainer, train, load_model
 from .accumulation.distributed import Distributed, DistributedAccumulator, shard_indices
 
-__version__ = "0.1.0"
+from .version import __version__  # noqa: F401
 
 __all__ = [
     "GradientAccumulator", "AccumulateResult", "ApplyResult",
