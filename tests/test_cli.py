@@ -199,3 +199,45 @@ def test_console_script_module_entry(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "does not exist" in proc.stderr
     assert proc.stdout == ""
+
+
+def test_a_user_error_is_one_line_even_with_a_kernel_hint(tmp_path, capsys,
+                                                          monkeypatch):
+    # The hint about faster OpenBLAS kernels comes once the run is set up:
+    # a corpus that passes the settings' checks but cannot be read is still
+    # one line.
+    from lstm_accum.backend import openblas
+    monkeypatch.setattr(openblas, "coretype_hint",
+                        lambda *args, **kwargs: "hint: faster kernels")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    out = str(tmp_path / "out")
+    line = expect_user_error(["train", str(empty), "--out", out], capsys,
+                             "empty", out)
+    assert "hint" not in line
+
+
+@pytest.mark.parametrize("module", ["evaluate.py", "sample.py"])
+def test_eval_and_sample_do_not_import_the_training_part(module):
+    import ast
+    path = os.path.join(ROOT, "lstm_accum", "cli", module)
+    tree = ast.parse(open(path, encoding="utf-8").read())
+    imported = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            imported.append("." * node.level + (node.module or ""))
+        elif isinstance(node, ast.Import):
+            imported.extend(a.name for a in node.names)
+    assert imported and not [m for m in imported if "training" in m or
+                             m in (".train", ".program")], imported
+
+
+def test_entry_points_of_the_package():
+    import lstm_accum.cli as cli
+    from lstm_accum.cli import program
+    assert cli.main is program.main and cli.console_main is \
+        program.console_main
+    assert (cli.EXIT_USER_ERROR, cli.EXIT_NON_FINITE,
+            cli.EXIT_INTERRUPTED) == (2, 3, 130)
+    setup = open(os.path.join(ROOT, "setup.py")).read()
+    assert "lstm-accum=lstm_accum.cli:console_main" in setup

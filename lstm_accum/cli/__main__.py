@@ -1,5 +1,5 @@
 """``python -m lstm_accum.cli``: the ``lstm-accum`` command."""
-from . import console_main
+from .program import console_main
 
 if __name__ == "__main__":
     console_main()

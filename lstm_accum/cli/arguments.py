@@ -1,0 +1,131 @@
+"""Command-line arguments: argparse types that refuse a bad value with a
+clear message, and the options derived from declared settings
+(:class:`lstm_accum.training.settings.Setting`)."""
+import argparse
+import math
+
+__all__ = ["int_argument", "number_argument", "add_settings"]
+
+
+def int_argument(minimum):
+    """An argparse ``type``: an integer ``>= minimum``.
+
+    Parameters
+    ----------
+    minimum : int
+
+    Returns
+    -------
+    callable
+        ``parse(text)`` returning the integer or raising
+        :class:`argparse.ArgumentTypeError` (``"expected an integer >= 1,
+        got '0'"``).
+    """
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(
+                "expected an integer >= %d, got %r" % (minimum, text))
+        return value
+    parse.__name__ = "int>=%d" % minimum
+    return parse
+
+
+def number_argument(is_valid, expected):
+    """An argparse ``type``: a finite number that ``is_valid`` accepts.
+
+    Parameters
+    ----------
+    is_valid : callable
+        ``is_valid(value)`` for a finite float.
+    expected : str
+        The valid values in words, for the message (``'a finite number >
+        0'``).
+
+    Returns
+    -------
+    callable
+        ``parse(text)`` returning the float or raising
+        :class:`argparse.ArgumentTypeError` (``"expected ..., got 'nan'"``).
+    """
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and is_valid(value)):
+            raise argparse.ArgumentTypeError("expected %s, got %r"
+                                             % (expected, text))
+        return value
+    parse.__name__ = "number"
+    return parse
+
+
+def _options(setting):
+    """argparse's keyword arguments for a setting's flag."""
+    flag = setting.flag
+    options = {"help": flag.help or setting.help}
+    if flag.name.startswith("-"):
+        options["dest"] = setting.name
+        options["default"] = setting.default
+    if flag.metavar:
+        options["metavar"] = flag.metavar
+    if flag.required:
+        options["required"] = True
+    if flag.action:
+        options["action"] = flag.action
+    elif setting.choices is not None:
+        options["choices"] = setting.choices
+    elif setting.kind is int:
+        options["type"] = int_argument(setting.low)
+    elif setting.kind is float:
+        options["type"] = number_argument(setting.is_valid,
+                                          setting.describe())
+    return options
+
+
+def add_settings(parser, settings, layout):
+    """Add declared settings to a parser as its options.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+    settings : sequence of Setting
+        Those with a ``flag`` become options (the others are not on the
+        command line); each option's ``dest`` is the setting's name.
+    layout : sequence of (str or None, tuple of str)
+        Group titles (None: the parser itself) and the setting names in
+        each, in ``--help`` order; a tuple of names inside is a set of
+        mutually exclusive options (see
+        :data:`lstm_accum.training.settings.CLI_LAYOUT`).
+
+    Raises
+    ------
+    ValueError
+        When the layout does not place every setting that has a flag exactly
+        once (a programming error, not a user's).
+    """
+    by_name = {s.name: s for s in settings if s.flag is not None}
+    placed = []
+    for title, names in layout:
+        group = parser if title is None else parser.add_argument_group(title)
+        for entry in names:
+            target = group
+            if isinstance(entry, tuple):
+                target = group.add_mutually_exclusive_group()
+            else:
+                entry = (entry,)
+            for name in entry:
+                if name not in by_name:
+                    raise ValueError("the layout places %r, which is not a "
+                                     "setting with a flag" % name)
+                flag = by_name[name].flag
+                target.add_argument(*(flag.aliases + (flag.name,)),
+                                    **_options(by_name[name]))
+                placed.append(name)
+    if sorted(placed) != sorted(by_name):
+        raise ValueError("the layout places %s but the settings with flags "
+                         "are %s" % (sorted(placed), sorted(by_name)))
