@@ -58,7 +58,7 @@ def worker(args):
     from lstm_accum.accumulation.accumulator import GradientAccumulator
     from lstm_accum.accumulation.distributed import Distributed
     from lstm_accum.data.batches import make_batch, plan_epoch
-    from lstm_accum.models.language_model import build_model
+    from lstm_accum.models import build_model
     from benchmarks.synthetic import zipf_corpus
     from mpi4py import MPI
 

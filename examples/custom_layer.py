@@ -127,9 +127,9 @@ def main(corpus=None, num_epochs=NUM_EPOCHS, max_sentences=MAX_SENTENCES,
     """Train the custom-layer model; returns a dict of figures."""
     from lstm_accum.accumulation.accumulator import GradientAccumulator
     from lstm_accum.data.corpus import prepare_corpus, split_corpus
-    from lstm_accum.evaluation.scoring import perplexity, unigram_perplexity
+    from lstm_accum.evaluation import perplexity, unigram_perplexity
     from lstm_accum.data.batches import make_batch, plan_epoch
-    from lstm_accum.models.language_model import build_model
+    from lstm_accum.models import build_model
 
     print("[1/3] corpus")
     if corpus is None:

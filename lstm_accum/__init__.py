@@ -27,12 +27,13 @@ from .data import (EncodedCorpus, ReadStats, tokenize, load_text,
                    count_words, encode_file, prepare_corpus, split_corpus)
 from .data.batches import (plan_epoch, make_batch, iterate_sentences,
                         iterate_buckets, iterate_padded)
-from .models.language_model import build_model, LanguageModel, FusedLSTMLayer, IdLSTMLayer
+from .models import build_model, LanguageModel, FusedLSTMLayer, IdLSTMLayer
 from .ops.fused_lstm import fused_lstm
-from .evaluation.scoring import (perplexity, score_corpus, unigram_perplexity)
-from .evaluation.sampling import sample_sentences
+from .evaluation import (perplexity, score_corpus, unigram_perplexity,
+                         sample_sentences)
 from .checkpoint import save_checkpoint, load_checkpoint
-from .training.trainer import TrainConfig, Trainer, train, load_model
+from .training import TrainConfig, Trainer, train
+from .models import load_model
 from .accumulation.distributed import Distributed, DistributedAccumulator, shard_indices
 
 from .version import __version__  # noqa: F401

@@ -26,10 +26,9 @@ import numpy as np
 import pytest
 
 from lstm_accum.backend import theano, lasagne
-from lstm_accum.accumulation.accumulator import GradientAccumulator
-from lstm_accum.data.corpus import EncodedCorpus
-from lstm_accum.data.batches import make_batch, plan_epoch
-from lstm_accum.models.language_model import build_model
+from lstm_accum.accumulation import GradientAccumulator
+from lstm_accum.data import EncodedCorpus, make_batch, plan_epoch
+from lstm_accum.models import build_model
 
 V, H = 12, 5
 LR = 0.5

@@ -1,16 +1,15 @@
-"""Perplexity against an independent numpy forward pass, and the unigram
-baseline against hand-computed values."""
+"""Perplexity against an independent numpy forward pass (the unigram
+baseline is tests/test_unigram.py's)."""
 import math
 
 import numpy as np
 import pytest
 
-from lstm_accum.data.corpus import EncodedCorpus
-from lstm_accum.evaluation.scoring import (perplexity, perplexity_of_batches,
-                                   score_corpus, unigram_perplexity,
-                                   unigram_probabilities)
+from lstm_accum.data import EncodedCorpus
+from lstm_accum.evaluation import (perplexity, perplexity_of_batches,
+                                   score_corpus)
 from lstm_accum.exceptions import InputError
-from lstm_accum.models.language_model import build_model
+from lstm_accum.models import build_model
 from helpers import float64
 
 V, H = 12, 5
@@ -148,40 +147,3 @@ def test_perplexity_through_the_iterators(models):
 def test_perplexity_of_batches_rejects_no_tokens():
     with pytest.raises(InputError, match="no target tokens"):
         perplexity_of_batches(lambda *a: (0.0, 0), [])
-
-
-def corpus_of(sentences):
-    ids = np.concatenate([np.array(s, np.int32) for s in sentences]
-                         + [np.zeros(0, np.int32)])
-    return EncodedCorpus(ids, np.cumsum([0] + [len(s) for s in sentences]))
-
-
-def test_unigram_perplexity_by_hand():
-    train = corpus_of([[3, 3, 4], [5]])
-    evaluation = corpus_of([[3], [4, 6]])
-    # Training targets: 3 x2, 4, 5, </s> x2 -> N = 6; add-one over V = 7:
-    # p(3) = 3/13, p(</s>) = 3/13, p(4) = 2/13, p(6) = 1/13.
-    probs = unigram_probabilities(train, 7)
-    np.testing.assert_allclose(probs, np.array([1, 1, 3, 3, 2, 2, 1]) / 13.0,
-                               rtol=1e-15)
-    # Evaluation targets: 3 </s> 4 6 </s>.
-    expected = (13.0 ** 5 / (3 * 3 * 2 * 1 * 3)) ** (1.0 / 5)
-    np.testing.assert_allclose(unigram_perplexity(train, evaluation, 7),
-                               expected, rtol=1e-12)
-    # Smoothing a = 0.5: p = (c + 0.5) / 9.5.
-    p = (np.array([0, 0, 2, 2, 1, 1, 0]) + 0.5) / 9.5
-    expected = math.exp(-(np.log(p[3]) + 2 * np.log(p[2]) + np.log(p[4])
-                          + np.log(p[6])) / 5)
-    np.testing.assert_allclose(
-        unigram_perplexity(train, evaluation, 7, smoothing=0.5), expected,
-        rtol=1e-12)
-
-
-def test_unigram_errors():
-    train = corpus_of([[3, 4]])
-    with pytest.raises(InputError, match=r"\[0, 4\)"):
-        unigram_perplexity(train, train, 4)
-    with pytest.raises(InputError, match="smoothing"):
-        unigram_probabilities(train, 7, smoothing=0)
-    with pytest.raises(InputError, match="no target tokens"):
-        unigram_perplexity(train, corpus_of([]), 7)

@@ -16,7 +16,7 @@ import pytest
 from lstm_accum.backend import theano, T, lasagne
 from lstm_accum.exceptions import InputError
 from lstm_accum.ops.fused_lstm import FusedLSTM, FusedLSTMGrad, fused_lstm
-from lstm_accum.models.language_model import FusedLSTMLayer, IdLSTMLayer, build_model
+from lstm_accum.models import FusedLSTMLayer, IdLSTMLayer, build_model
 
 from helpers import float64
 

@@ -7,8 +7,8 @@ import pytest
 
 from lstm_accum.backend import theano, T, lasagne
 from lstm_accum.exceptions import IncompatibleStateError, InputError
-from lstm_accum.models.language_model import (IdGRULayer, IdLSTMLayer, build_model,
-                              stable_log_softmax)
+from lstm_accum.models import (IdGRULayer, IdLSTMLayer, build_model,
+                               stable_log_softmax)
 from helpers import float64
 
 L = lasagne.layers
@@ -166,16 +166,26 @@ def test_check_batch_errors():
     X = np.array([[1, 3, 4]], np.int32)
     y = np.array([[3, 4, 2]], np.int32)
     m = np.ones((1, 3), theano.config.floatX)
-    ids.check_batch(X, y, m)
-    with pytest.raises(InputError, match="expected 3 arrays"):
+    checked = ids.check_batch(X, y, m)
+    assert [a.dtype for a in checked] == [v.dtype for v in ids.inputs]
+    for a, b in zip(checked, (X, y, m)):
+        assert np.array_equal(a, b)
+    # Converted to the inputs' dtypes, so that the result feeds Theano.
+    assert ids.check_batch(X.astype(np.int64), y, m)[0].dtype == np.int32
+    # The generic checks are lstm_accum.checks.check_arrays' (and messages).
+    with pytest.raises(InputError,
+                       match=r"got 2 arrays, expected 3.*X, y, mask"):
         ids.check_batch(X, y)
     with pytest.raises(InputError, match=r"\[0, 12\)"):
         ids.check_batch(X * 4, y, m)
     with pytest.raises(InputError, match=r"\[0, 12\)"):
         ids.check_batch(-X, y, m)
-    with pytest.raises(InputError, match="integers"):
+    with pytest.raises(InputError, match=r"'y'.*\[0, 12\)"):
+        ids.check_batch(X, y * 5, m)
+    with pytest.raises(InputError, match=r"'y'.*expected integer ids"):
         ids.check_batch(X, y.astype(np.float32), m)
-    with pytest.raises(InputError, match="mask must have shape"):
+    with pytest.raises(InputError,
+                       match=r"mask: shape \(1, 2\) differs.*\(1, 3\)"):
         ids.check_batch(X, y, m[:, :2])
     with pytest.raises(InputError, match="0 and 1"):
         ids.check_batch(X, y, m * 0.5)
@@ -327,15 +337,44 @@ def test_dropout_rng_state_round_trip(gru_stack_pair):
     X = np.array([[1, 3, 4], [1, 9, 10]], np.int32)
     y = np.array([[3, 4, 2], [9, 10, 2]], np.int32)
     state = ids.rng_state()
-    assert sorted(state) == ["rng/dropout1/0", "rng/dropout2/0"]
+    # The checkpoints' key format: stream i of layer <name>, its host seed
+    # and the state of each draw in the built graphs.
+    assert list(state) == ["rng/0.dropout1/rstate", "rng/0.dropout1/0",
+                           "rng/1.dropout2/rstate", "rng/1.dropout2/0"]
+    assert all(v.dtype == np.int32 for v in state.values())
+    assert state["rng/0.dropout1/rstate"].shape == (6,)
     first = f_ids(X, y)[-1]
     second = f_ids(X, y)[-1]
     assert first != second  # the streams advance
     ids.set_rng_state(state)
     assert f_ids(X, y)[-1] == first  # and restore exactly
-    with pytest.raises(IncompatibleStateError, match="rng/dropout1/0"):
-        ids.set_rng_state({"rng/dropout1/0": state["rng/dropout1/0"]})
+    with pytest.raises(IncompatibleStateError, match="rng/0.dropout1/0"):
+        ids.set_rng_state({"rng/0.dropout1/0": state["rng/0.dropout1/0"]})
+    with pytest.raises(IncompatibleStateError, match="shape"):
+        ids.set_rng_state(dict(state, **{"rng/1.dropout2/0":
+                                         state["rng/1.dropout2/0"][:1]}))
     assert build_model(V, H, seed=0).rng_state() == {}
+
+
+def test_set_rng_state_reads_only_rng_keys_and_the_host_seeds(
+        gru_stack_pair):
+    _, (ids, f_ids) = gru_stack_pair
+    state = ids.rng_state()
+    # A whole checkpoint's arrays: the other keys are not the codec's.
+    changed = dict(state)
+    changed["rng/1.dropout2/rstate"] = state["rng/1.dropout2/rstate"] + 1
+    changed["model/softmax.b"] = np.zeros(V)
+    changed["acc/accum/count"] = np.zeros(())
+    try:
+        ids.set_rng_state(changed)
+        got = ids.rng_state()
+        assert sorted(got) == sorted(state)
+        for key in got:
+            assert np.array_equal(got[key], changed[key]), key
+    finally:
+        ids.set_rng_state(state)
+    assert ids.rng_state()["rng/1.dropout2/rstate"].tolist() == \
+        state["rng/1.dropout2/rstate"].tolist()
 
 
 def test_num_tokens_and_samples():
@@ -363,7 +402,7 @@ def test_onehot_and_ids_same_parameters_after_a_window():
     """Issue 6: one-hot and id input give the same parameters after an
     accumulated window (two masked minibatches of different lengths),
     given the same initial weights."""
-    from lstm_accum.accumulation.accumulator import GradientAccumulator
+    from lstm_accum.accumulation import GradientAccumulator
 
     batches = [
         (np.array([[1, 3, 4, 7], [1, 5, 0, 0]], np.int32),

@@ -1,15 +1,17 @@
 """Sampling: reproducible under a seed, stops at </s>, greedy follows an
-independent numpy forward pass, temperature reshapes the distribution, and
-the one-step function agrees with the full network (Lasagne's own scan)."""
+independent numpy forward pass, temperature reshapes the distribution, the
+one-step function agrees with the full network (Lasagne's own scan), and
+every built model (fused, id-input, stacked) samples one step per word."""
 
 import numpy as np
 import pytest
 
 from lstm_accum.backend import lasagne
 from lstm_accum.exceptions import InputError
-from lstm_accum.models.language_model import build_model
-from lstm_accum.evaluation.sampling import sample_ids, sample_sentences, step_function
-from lstm_accum.data.vocabulary import Vocabulary
+from lstm_accum.models import FusedLSTMLayer, build_model
+from lstm_accum.evaluation.sampling import (sample_ids, sample_sentences,
+                                            step_function)
+from lstm_accum.data import Vocabulary
 from helpers import float64
 
 L = lasagne.layers
@@ -198,3 +200,95 @@ def test_bad_arguments(question, vocab, kwargs, match):
 def test_greedy_ignores_temperature(question):
     assert sample_ids(question, n=2, greedy=True, temperature=0) == \
         sample_ids(question, n=2, greedy=True)
+
+
+# -- every built model samples one compiled step per word ---------------------
+
+class _LSTMFromFactory(L.LSTMLayer):
+    """Not a layer the sampler knows: forces the full-prefix fallback."""
+
+
+def _lstm_factory(incoming, num_units, mask_input=None, grad_clipping=False,
+                  name=None):
+    return _LSTMFromFactory(incoming, num_units, mask_input=mask_input,
+                            grad_clipping=grad_clipping, name=name)
+
+
+def _fed_tokens(model, n, max_length):
+    """(calls, ids fed per call) of the sampler's compiled function while
+    sampling n sentences that never end before max_length."""
+    sampler = step_function(model)
+    fn, fed = sampler.fn, []
+
+    def counting(ids, *states):
+        fed.append(np.shape(ids))
+        return fn(ids, *states)
+    b = model.logits_layer.b
+    saved = b.get_value()
+    value = saved.copy()
+    value[EOS] = -50.0  # </s> never: every sentence reaches max_length
+    sampler.fn = counting
+    try:
+        b.set_value(value)
+        out = sample_ids(model, n=n, seed=0, max_length=max_length)
+    finally:
+        sampler.fn = fn
+        b.set_value(saved)
+    assert [len(s) for s in out] == [max_length] * n
+    return fed
+
+
+@pytest.mark.parametrize("kwargs, fused", [
+    (dict(), 1),                                        # the question's
+    (dict(num_layers=2, batching="bucket"), 2),         # fused stack
+    (dict(num_layers=2, input="ids", batching="bucket"), 1),  # ids + fused
+    (dict(num_layers=2, input="ids", batching="mask", cell="gru"), 0),
+])
+def test_sampling_cost_is_linear_in_the_length(kwargs, fused):
+    """One compiled step per generated word, fed one id per sentence: not
+    the prefix sampler, whose calls take the whole prefix (quadratic)."""
+    with float64():
+        model = perturbed(build_model(V, H, seed=3, **kwargs), 0.5, 2)
+        step_function(model)
+    layers = L.get_all_layers(model.output_layer)
+    assert sum(isinstance(layer, FusedLSTMLayer) for layer in layers) == fused
+    for max_length in (3, 11):
+        fed = _fed_tokens(model, 4, max_length)
+        # max_length words, then the step that would give </s> or more
+        assert len(fed) == max_length + 1
+        assert fed == [(4,)] * (max_length + 1)
+
+
+def test_fused_models_sample_like_the_full_scan_network():
+    """A fused stack (one-hot input) samples the same sentences as the same
+    weights in Lasagne's own layers: run as scan one step at a time
+    (impl='scan') and through the whole network on each prefix."""
+    with float64():
+        fused = perturbed(build_model(V, H, num_layers=2, seed=6), 1.0, 3)
+        scan = build_model(V, H, num_layers=2, seed=7, impl="scan")
+        scan.set_param_values(fused.param_values())
+        full = build_model(V, H, num_layers=2, cell=_lstm_factory, seed=8)
+        L.set_all_param_values(full.output_layer,
+                               L.get_all_param_values(fused.output_layer))
+        steps = [step_function(m) for m in (fused, scan, full)]
+    assert all(isinstance(layer, FusedLSTMLayer)
+               for layer in fused.recurrent_layers)
+    assert not any(isinstance(layer, FusedLSTMLayer)
+                   for layer in scan.recurrent_layers)
+    assert type(steps[2]).__name__ == "_PrefixSampler"
+    rng = np.random.RandomState(1)
+    for sampler in steps:
+        sampler.start(4)
+    tokens = np.full(4, BOS, np.int32)
+    for _ in range(6):
+        logits = [sampler.step(tokens) for sampler in steps]
+        np.testing.assert_array_equal(logits[0], logits[1])
+        np.testing.assert_allclose(logits[0], logits[2], rtol=1e-10,
+                                   atol=1e-12)
+        tokens = rng.randint(3, V, size=4).astype(np.int32)
+    for kwargs in (dict(seed=8), dict(seed=9, temperature=2.0),
+                   dict(greedy=True)):
+        samples = [sample_ids(m, n=6, max_length=10, **kwargs)
+                   for m in (fused, scan, full)]
+        assert samples[0] == samples[1] == samples[2], kwargs
+    assert len(set(map(tuple, samples[0]))) == 1  # greedy: all the same

@@ -3,34 +3,32 @@
 Generation starts from ``<s>`` and feeds each chosen word back in, one step
 at a time, through a compiled one-step function of the recurrent layers
 (state in, state and next-word logits out), built once per model and cached
-on it: a sentence of n words costs n steps, not n prefixes.  All n sentences
-are generated together as one batch.  Sampling draws from
-``softmax(logits / temperature)`` with a ``numpy.random.RandomState(seed)``,
-so the same seed gives the same sentences.
+on it (:meth:`~lstm_accum.models.LanguageModel.compiled`): a sentence of n
+words costs n steps, not n prefixes.  All n sentences are generated together
+as one batch.  Sampling draws from ``softmax(logits / temperature)`` with a
+``numpy.random.RandomState(seed)``, so the same seed gives the same
+sentences.
 
-Recurrent layers that are not Lasagne's ``LSTMLayer``/``GRULayer`` (or our
-id-input versions), such as a user's custom layer, have no step function we
-can know; for them the model is re-run on the whole prefix at each step
-(correct, quadratic in the length).
+The step is known for every layer whose
+:func:`~lstm_accum.models.step_kind` is ``'lstm'`` or ``'gru'``: Lasagne's
+``LSTMLayer``/``GRULayer`` and all the layers :func:`~lstm_accum.models.
+build_model` makes (fused, id-input, stacked).  Other recurrent layers, such
+as a user's custom layer, have no step function we can know; for them the
+model is re-run on the whole prefix at each step (correct, quadratic in the
+length).
 """
 import numpy as np
 
 from ..backend import theano, T, lasagne
+from ..checks import check_int
+from ..data import BOS_ID, EOS_ID
 from ..exceptions import InputError
-from ..models.language_model import (IdGRULayer, IdLSTMLayer, gru_stacked_params, gru_step,
-                    lstm_stacked_params, lstm_step)
-from ..data.vocabulary import BOS_ID, EOS_ID
+from ..models import (gru_stacked_params, gru_step, lstm_stacked_params,
+                      lstm_step, step_kind)
 
 __all__ = ["sample_sentences", "sample_ids", "step_function"]
 
 L = lasagne.layers
-_LSTM_TYPES = (L.LSTMLayer, IdLSTMLayer)
-_GRU_TYPES = (L.GRULayer, IdGRULayer)
-
-
-def _has_step(layer):
-    return (type(layer) in _LSTM_TYPES + _GRU_TYPES
-            and not layer.backwards)
 
 
 def _initial(init, n):
@@ -49,7 +47,7 @@ class _StepSampler(object):
         states_in, states_out = [], []
         below = None
         for i, layer in enumerate(model.recurrent_layers):
-            is_lstm = type(layer) in _LSTM_TYPES
+            is_lstm = step_kind(layer) == "lstm"
             stacked = (lstm_stacked_params if is_lstm
                        else gru_stacked_params)(layer)
             W_in, W_hid, b = stacked
@@ -80,7 +78,7 @@ class _StepSampler(object):
         self.inits = []
         for layer in model.recurrent_layers:
             self.inits.append(layer.hid_init)
-            if type(layer) in _LSTM_TYPES:
+            if step_kind(layer) == "lstm":
                 self.inits.append(layer.cell_init)
 
     def start(self, n):
@@ -134,6 +132,9 @@ class _PrefixSampler(object):
 def step_function(model):
     """The model's cached one-step generator (built on first use).
 
+    One compiled step per word when every recurrent layer has a known step
+    (:func:`~lstm_accum.models.step_kind`), else the whole prefix per word.
+
     Parameters
     ----------
     model : LanguageModel
@@ -144,22 +145,18 @@ def step_function(model):
         With ``start(n)`` (reset n states to the layers' initial states) and
         ``step(ids) -> logits (n, V)`` (feed one word per sentence).
     """
-    cache = model._compiled
-    if "sampler" not in cache:
-        if all(_has_step(layer) for layer in model.recurrent_layers):
-            cache["sampler"] = _StepSampler(model)
-        else:
-            cache["sampler"] = _PrefixSampler(model)
-    return cache["sampler"]
+    return model.compiled("sampler", lambda: _make_sampler(model))
+
+
+def _make_sampler(model):
+    if all(step_kind(layer) is not None for layer in model.recurrent_layers):
+        return _StepSampler(model)
+    return _PrefixSampler(model)
 
 
 def _check_args(n, temperature, max_length, greedy):
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise InputError("n must be a positive integer, got %r" % (n,))
-    if isinstance(max_length, bool) or not isinstance(
-            max_length, (int, np.integer)) or max_length < 1:
-        raise InputError("max_length must be a positive integer, got %r"
-                         % (max_length,))
+    check_int("n", n, 1)
+    check_int("max_length", max_length, 1)
     if not greedy:
         try:
             ok = float(temperature) > 0 and np.isfinite(float(temperature))

@@ -1,4 +1,4 @@
-"""Perplexity on held-out data, and the unigram baseline to read it against.
+"""Perplexity of a model on held-out data.
 
 Definition (the same for the model and the baseline)::
 
@@ -8,17 +8,20 @@ where the targets of a sentence ``w1 .. wn`` are ``w1 .. wn </s>`` (the
 iterator convention: input ``<s> w1 .. wn``), so every sentence contributes
 ``n + 1`` target tokens, ``</s>`` included, and ``<s>`` is never predicted.
 Padding of masked minibatches is excluded (the mask zeroes its loss and it
-is not counted).  NLL is in nats.
+is not counted).  NLL is in nats.  The unigram baseline to read it against
+is :mod:`lstm_accum.evaluation.unigram`.
 """
 import collections
 import math
 
 import numpy as np
 
+from ..data import make_batch, plan_epoch
 from ..exceptions import InputError
+from ..models import LanguageModel
 
-__all__ = ["Score", "perplexity", "score_corpus", "perplexity_of_batches",
-           "unigram_probabilities", "unigram_perplexity"]
+__all__ = ["Score", "score_of", "perplexity", "score_corpus",
+           "perplexity_of_batches"]
 
 #: Result of scoring a corpus: summed NLL (nats), target tokens, sentences,
 #: and ``perplexity = exp(nll / tokens)``.
@@ -26,7 +29,14 @@ Score = collections.namedtuple("Score",
                                ["nll", "tokens", "sentences", "perplexity"])
 
 
-def _finish(nll, tokens, sentences):
+def score_of(nll, tokens, sentences):
+    """The :class:`Score` of summed NLL (nats) over target tokens.
+
+    Raises
+    ------
+    InputError
+        When there is no target token.
+    """
     if tokens <= 0:
         raise InputError("nothing to score: the data has no target tokens "
                          "(an empty corpus?); give at least one sentence")
@@ -61,7 +71,7 @@ def perplexity_of_batches(score_fn, batches):
         nll += float(batch_nll)
         tokens += int(batch_tokens)
         sentences += int(np.shape(batch[0])[0])
-    return _finish(nll, tokens, sentences)
+    return score_of(nll, tokens, sentences)
 
 
 def score_corpus(model_or_fn, corpus, batch_size=32, batching=None,
@@ -92,13 +102,10 @@ def score_corpus(model_or_fn, corpus, batch_size=32, batching=None,
 
     Notes
     -----
-    Batches come from :func:`lstm_accum.iterators.plan_epoch` and
-    :func:`~lstm_accum.iterators.make_batch` in corpus order
+    Batches come from :func:`lstm_accum.data.plan_epoch` and
+    :func:`~lstm_accum.data.make_batch` in corpus order
     (``shuffle=False``); the order does not change the sums.
     """
-    from ..data import batches as iterators
-    from ..models.language_model import LanguageModel
-
     dtype = None
     if isinstance(model_or_fn, LanguageModel):
         model = model_or_fn
@@ -130,10 +137,9 @@ def score_corpus(model_or_fn, corpus, batch_size=32, batching=None,
         batch_size = 1
     elif int(batch_size) < 1:
         raise InputError("batch_size must be >= 1, got %r" % (batch_size,))
-    plan = iterators.plan_epoch(corpus, batching, int(batch_size),
-                                shuffle=False)
-    batches = (iterators.make_batch(corpus, indices, batching, input_kind,
-                                    vocab_size, dtype=dtype)
+    plan = plan_epoch(corpus, batching, int(batch_size), shuffle=False)
+    batches = (make_batch(corpus, indices, batching, input_kind, vocab_size,
+                          dtype=dtype)
                for indices in plan)
     return perplexity_of_batches(score_fn, batches)
 
@@ -151,76 +157,3 @@ def perplexity(model_or_fn, corpus, batch_size=32, batching=None,
     """
     return score_corpus(model_or_fn, corpus, batch_size, batching,
                         input_kind, vocab_size).perplexity
-
-
-def _target_counts(corpus, vocab_size):
-    ids = np.asarray(corpus.ids)
-    if ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
-        raise InputError("corpus ids must lie in [0, %d), got values from %d "
-                         "to %d; was it encoded with another vocabulary?"
-                         % (vocab_size, ids.min(), ids.max()))
-    counts = np.bincount(ids, minlength=vocab_size).astype(np.float64)
-    from ..data.vocabulary import EOS_ID
-    counts[EOS_ID] += len(corpus)  # one </s> target per sentence
-    return counts
-
-
-def unigram_probabilities(train_corpus, vocab_size, smoothing=1.0):
-    """Add-``smoothing`` unigram distribution of the training targets.
-
-    ``p(w) = (c(w) + a) / (N + a V)`` where ``c`` counts the target tokens
-    of the training sentences (words and one ``</s>`` per sentence) and
-    ``N`` is their total.
-
-    Parameters
-    ----------
-    train_corpus : EncodedCorpus
-    vocab_size : int
-    smoothing : float
-        ``a > 0`` (1: add-one / Laplace).  It keeps every word, unseen ones
-        included, at a finite perplexity.
-
-    Returns
-    -------
-    numpy.ndarray of float64, shape ``(vocab_size,)``
-
-    Notes
-    -----
-    The support is all V ids, ``<s>`` included although it is never a
-    target, exactly like the model's softmax, so the two are compared over
-    the same outcomes.
-    """
-    if not smoothing > 0:
-        raise InputError("smoothing must be > 0, got %r" % (smoothing,))
-    counts = _target_counts(train_corpus, int(vocab_size)) + smoothing
-    return counts / counts.sum()
-
-
-def unigram_perplexity(train_corpus, eval_corpus, vocab_size,
-                       smoothing=1.0):
-    """Perplexity of the add-one unigram model of `train_corpus` on
-    `eval_corpus`: the baseline for :func:`perplexity`.
-
-    Parameters
-    ----------
-    train_corpus, eval_corpus : EncodedCorpus
-    vocab_size : int
-    smoothing : float
-        See :func:`unigram_probabilities`.
-
-    Returns
-    -------
-    float
-        ``exp(-sum log p(target) / number of targets)`` over the words and
-        the ``</s>`` of every evaluation sentence.
-
-    Raises
-    ------
-    InputError
-        For an empty evaluation corpus or ids outside ``[0, vocab_size)``.
-    """
-    probs = unigram_probabilities(train_corpus, vocab_size, smoothing)
-    counts = _target_counts(eval_corpus, int(vocab_size))
-    tokens = counts.sum()
-    nll = -float(np.dot(counts, np.log(probs)))
-    return _finish(nll, tokens, len(eval_corpus)).perplexity
