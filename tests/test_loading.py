@@ -94,7 +94,8 @@ def test_refuses_what_it_cannot_rebuild(tmp_path):
 
     def other_vocab_size(arrays, metadata):
         metadata["model_config"]["vocab_size"] = 29
-    with pytest.raises(IncompatibleStateError, match="vocab_size=29 but its vocabulary has 28"):
+    with pytest.raises(IncompatibleStateError,
+                       match="vocab_size=29 but its vocabulary has 28"):
         load_model(_rewrite(tmp_path, other_vocab_size))
 
     def missing_parameter(arrays, metadata):
