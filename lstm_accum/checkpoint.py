@@ -25,20 +25,17 @@ import errno
 import hashlib
 import json
 import os
-import sys
-import tempfile
-import time
 import zipfile
 from collections import namedtuple
 
 import numpy as np
 
 from .exceptions import CheckpointError, IncompatibleStateError
+from .files import atomic_open
 
 __all__ = ["FORMAT_VERSION", "LATEST_NAME", "BEST_NAME", "Checkpoint",
            "save_checkpoint", "load_checkpoint", "copy_checkpoint",
-           "check_compatible", "remove_stale_temporaries", "checksum",
-           "pause_point"]
+           "check_compatible", "remove_stale_temporaries", "checksum"]
 
 #: Version of the file layout written by :func:`save_checkpoint`.
 FORMAT_VERSION = 1
@@ -56,37 +53,6 @@ _TMP_SUFFIX = ".npz.part"
 #: A loaded checkpoint: ``arrays`` (dict name -> ndarray, reserved entries
 #: removed), ``metadata`` (dict from the JSON) and ``path``.
 Checkpoint = namedtuple("Checkpoint", ["arrays", "metadata", "path"])
-
-
-def pause_point(point):
-    """Sleep at a named point when the test hook asks for it.
-
-    The environment variable ``LSTM_ACCUM_TEST_PAUSE=point@n[,point@n]``
-    makes the ``n``-th arrival (1-based) at ``point`` print
-    ``LSTM_ACCUM_PAUSED point n`` on stderr and sleep for
-    ``LSTM_ACCUM_TEST_PAUSE_SECONDS`` (default 120) seconds, so that a test
-    can kill the process exactly there. Without the variable it does nothing.
-
-    Parameters
-    ----------
-    point : str
-        One of ``'window'``, ``'validation'``, ``'checkpoint-write'``.
-    """
-    spec = os.environ.get("LSTM_ACCUM_TEST_PAUSE")
-    if not spec:
-        return
-    counts = pause_point.counts
-    counts[point] = counts.get(point, 0) + 1
-    for item in spec.split(","):
-        name, _, nth = item.strip().partition("@")
-        if name == point and int(nth or 1) == counts[point]:
-            sys.stderr.write("LSTM_ACCUM_PAUSED %s %d\n" % (point, counts[point]))
-            sys.stderr.flush()
-            time.sleep(float(os.environ.get("LSTM_ACCUM_TEST_PAUSE_SECONDS",
-                                            "120")))
-
-
-pause_point.counts = {}
 
 
 def checksum(arrays):
@@ -111,40 +77,24 @@ def checksum(arrays):
     return digest.hexdigest()
 
 
-def _fsync_directory(directory):
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover - some filesystems refuse it
-        pass
-    finally:
-        os.close(fd)
-
-
 def _write_npz(fileobj, entries):
     """Write the archive (a separate function so tests can make it fail)."""
     np.savez(fileobj, **entries)
 
 
-def _atomic_write(path, write):
-    """Call ``write(fileobj)`` on a temporary file, then rename it to path."""
+def _atomic_write(path, write, before_sync=None):
+    """Call ``write(fileobj)`` on a temporary file, then rename it to path.
+
+    The temporary file is named ``.tmp-<name>.<random>.npz.part``, which
+    :func:`remove_stale_temporaries` sweeps; an ``OSError`` becomes a
+    :class:`CheckpointError` saying what to do.
+    """
     path = os.path.abspath(path)
-    directory = os.path.dirname(path)
-    tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX + os.path.basename(path)
-                                   + ".", suffix=_TMP_SUFFIX, dir=directory)
-        with os.fdopen(fd, "wb") as fileobj:
-            write(fileobj)
-            fileobj.flush()
-            pause_point("checkpoint-write")
-            os.fsync(fileobj.fileno())
-        os.replace(tmp, path)
-        tmp = None
-        _fsync_directory(directory)
+        with atomic_open(path, "wb",
+                         prefix=_TMP_PREFIX + os.path.basename(path) + ".",
+                         suffix=_TMP_SUFFIX, before_sync=before_sync) as f:
+            write(f)
     except OSError as err:
         reason = err.strerror or str(err)
         if err.errno == errno.ENOSPC:
@@ -157,16 +107,10 @@ def _atomic_write(path, write):
             "could not write checkpoint %s: %s; the previous checkpoint "
             "there is untouched; %s and try again" % (path, reason, hint)
         ) from None
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
     return path
 
 
-def save_checkpoint(path, arrays, metadata):
+def save_checkpoint(path, arrays, metadata, before_sync=None):
     """Write arrays and metadata to ``path`` atomically.
 
     Parameters
@@ -179,6 +123,9 @@ def save_checkpoint(path, arrays, metadata):
         ``'__'``.
     metadata : dict
         JSON-serialisable data (configuration, vocabulary, counters).
+    before_sync : callable, optional
+        Called once the data is written, before it is fsync'ed and renamed
+        (see :func:`lstm_accum.files.atomic_open`; a test hook).
 
     Returns
     -------
@@ -215,16 +162,19 @@ def save_checkpoint(path, arrays, metadata):
     entries[_META_KEY] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
     entries[_FORMAT_KEY] = np.asarray(FORMAT_VERSION, dtype=np.int64)
     entries[_SHA_KEY] = np.asarray(checksum(entries))
-    return _atomic_write(path, lambda fileobj: _write_npz(fileobj, entries))
+    return _atomic_write(path, lambda fileobj: _write_npz(fileobj, entries),
+                         before_sync)
 
 
-def copy_checkpoint(source, target):
+def copy_checkpoint(source, target, before_sync=None):
     """Copy a checkpoint file atomically (used to keep ``best.npz``).
 
     Parameters
     ----------
     source, target : str
         Paths; ``target`` is replaced atomically.
+    before_sync : callable, optional
+        As in :func:`save_checkpoint`.
 
     Raises
     ------
@@ -238,7 +188,7 @@ def copy_checkpoint(source, target):
                 if not block:
                     break
                 fileobj.write(block)
-    return _atomic_write(target, write)
+    return _atomic_write(target, write, before_sync)
 
 
 def _damaged(path, detail):

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from lstm_accum import checkpoint as ckpt
+from lstm_accum import files
 from lstm_accum.exceptions import CheckpointError, IncompatibleStateError
 
 
@@ -173,7 +174,7 @@ def test_unwritable_directory(tmp_path, monkeypatch):
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
     # root ignores directory permissions, so the refusal is simulated at the
     # place the kernel would refuse: creating the temporary file.
-    monkeypatch.setattr(ckpt.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(files.tempfile, "mkstemp", refuse)
     with pytest.raises(CheckpointError, match="Permission denied.*writable"):
         ckpt.save_checkpoint(path, {"x": np.ones(5)}, META)
     monkeypatch.undo()
@@ -216,10 +217,37 @@ def test_replace_is_atomic_even_if_rename_fails(tmp_path, monkeypatch):
 
     def broken_replace(src, dst):
         raise OSError(errno.EIO, os.strerror(errno.EIO))
-    monkeypatch.setattr(ckpt.os, "replace", broken_replace)
+    monkeypatch.setattr(files.os, "replace", broken_replace)
     with pytest.raises(CheckpointError, match="Input/output error"):
         ckpt.save_checkpoint(path, {"x": np.ones(3)}, META)
     monkeypatch.undo()
     assert open(path, "rb").read() == before
     assert os.listdir(str(tmp_path)) == ["checkpoint.npz"]
     assert zipfile.is_zipfile(path)
+
+
+def test_before_sync_runs_with_the_data_in_the_temporary_file(tmp_path):
+    # The kill test stops the process in this hook: at that moment the new
+    # data is only in a '.tmp-...npz.part' file that remove_stale_temporaries
+    # sweeps, and the target still holds the previous checkpoint.
+    path = str(tmp_path / ckpt.LATEST_NAME)
+    ckpt.save_checkpoint(path, sample_arrays(), META)
+    before = open(path, "rb").read()
+    seen = []
+
+    def hook():
+        temporaries = [n for n in os.listdir(str(tmp_path))
+                       if n != ckpt.LATEST_NAME]
+        seen.append((temporaries, open(path, "rb").read() == before))
+    ckpt.save_checkpoint(path, {"x": np.ones(3)}, META, before_sync=hook)
+    ckpt.copy_checkpoint(path, str(tmp_path / ckpt.BEST_NAME),
+                         before_sync=hook)
+    assert len(seen) == 2
+    temporaries, untouched = seen[0]
+    assert untouched and len(temporaries) == 1
+    assert temporaries[0].startswith(".tmp-checkpoint.npz.")
+    assert temporaries[0].endswith(".npz.part")
+    assert seen[1][0][0].startswith(".tmp-best.npz.")
+    assert ckpt.load_checkpoint(path).arrays["x"].tolist() == [1, 1, 1]
+    assert sorted(os.listdir(str(tmp_path))) == sorted(
+        [ckpt.LATEST_NAME, ckpt.BEST_NAME])

@@ -20,8 +20,9 @@ import pytest
 from lstm_accum import checkpoint as ckpt
 from lstm_accum.exceptions import (CheckpointError, IncompatibleStateError,
                                    InputError, NonFiniteError)
-from lstm_accum.training.trainer import (TrainConfig, Trainer, target_counts,
-                              unigram_baseline, validate_config)
+from lstm_accum.evaluation import (target_counts,
+                                   unigram_perplexity_from_counts)
+from lstm_accum.training import TrainConfig, Trainer, validate_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -214,7 +215,7 @@ def test_interrupt_then_resume_equals_uninterrupted(shared, corpus,
     saved = ckpt.load_checkpoint(str(out / "checkpoint.npz"))
     assert saved.metadata["counters"]["update"] == 7
     resumed = shared.trainer_for(tiny_config(corpus, out, resume=True))
-    assert resumed.update == 7
+    assert resumed.state.update == 7
     result = resumed.run()
     assert result.status == "finished"
     assert result.updates == shared.result.updates
@@ -286,7 +287,7 @@ def test_full_disk_during_training_keeps_state(shared, corpus, tmp_path,
     t = shared.trainer_for(tiny_config(corpus, out))
     with pytest.raises(CheckpointError, match="No space left"):
         t.run()
-    assert t.update == 5          # the first validation tried to save
+    assert t.state.update == 5    # the first validation tried to save
     assert not any(n.endswith(".part") for n in os.listdir(str(out)))
     assert not os.path.exists(str(out / "checkpoint.npz"))
     monkeypatch.undo()
@@ -347,8 +348,8 @@ def test_bad_settings_are_refused_early(corpus, tmp_path, change, message):
 
 
 def test_unigram_baseline_by_hand():
-    from lstm_accum.data.corpus import EncodedCorpus
-    from lstm_accum.evaluation.scoring import unigram_perplexity
+    from lstm_accum.data import EncodedCorpus
+    from lstm_accum.evaluation import unigram_perplexity
     V = 6
     train = EncodedCorpus(np.array([3, 4, 3, 5], np.int32),
                           np.array([0, 2, 4], np.int64))
@@ -359,8 +360,8 @@ def test_unigram_baseline_by_hand():
     # add-one: p = (c + 1) / (6 + 6); targets of valid: 3, 0, </s>
     p = {3: 3 / 12.0, 0: 1 / 12.0, 2: 3 / 12.0}
     expected = np.exp(-(np.log(p[3]) + np.log(p[0]) + np.log(p[2])) / 3)
-    assert unigram_baseline(counts, valid) == pytest.approx(expected,
-                                                            rel=1e-12)
+    assert unigram_perplexity_from_counts(counts, valid) == pytest.approx(
+        expected, rel=1e-12)
     assert unigram_perplexity(train, valid, V) == pytest.approx(expected,
                                                                 rel=1e-12)
 

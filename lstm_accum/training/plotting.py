@@ -6,6 +6,8 @@ without a display and never opens a window.
 import json
 import os
 
+from ..files import atomic_open
+
 __all__ = ["read_metrics", "plot_curves"]
 
 
@@ -15,7 +17,8 @@ def read_metrics(path):
     Parameters
     ----------
     path : str
-        One JSON object per line, as written by :mod:`lstm_accum.train`.
+        One JSON object per line, as written by
+        :class:`lstm_accum.training.reporter.Reporter`.
 
     Returns
     -------
@@ -86,9 +89,8 @@ def plot_curves(records, path, title=None):
         if title:
             ax_loss.set_title(title)
         fig.tight_layout()
-        tmp = path + ".part"
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
+        with atomic_open(path, "wb") as f:
+            fig.savefig(f, format="png")
     finally:
         plt.close(fig)
     return path

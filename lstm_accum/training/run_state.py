@@ -1,0 +1,97 @@
+"""The state of a run that a checkpoint restores: counters and position.
+
+One dataclass holds it, so the fields are listed once; its :meth:`to_dict`
+is exactly the ``'counters'`` entry of a checkpoint's metadata and
+:meth:`from_dict` reads it back (also from checkpoints written before the
+package was split into subpackages).
+"""
+import dataclasses
+from dataclasses import dataclass
+from typing import Optional
+
+__all__ = ["RunState"]
+
+
+@dataclass
+class RunState:
+    """Counters and position of a training run.
+
+    Integer fields are read back as ``int``, ``elapsed`` as ``float``; the
+    optional ones keep their JSON value (``None`` until set).
+    """
+    update: int = 0                 # updates made (applied or skipped windows)
+    epoch: int = 0                  # epochs finished (0-based current epoch)
+    batch: int = 0                  # minibatches done in the current epoch
+    samples_seen: int = 0           # sentences accumulated, all epochs
+    tokens_seen: int = 0            # target tokens accumulated, all epochs
+    window_samples: int = 0         # sentences in the open window
+    window_tokens: int = 0          # target tokens in the open window
+    elapsed: float = 0.0            # seconds of training, over all restarts
+    best_perplexity: Optional[float] = None   # best scheduled validation
+    bad_validations: int = 0        # scheduled validations in a row w/o gain
+    last_valid_update: int = -1     # update of the last scheduled validation
+    last_perplexity: Optional[float] = None   # the latest validation's
+    stopped: Optional[str] = None   # 'early_stopped' once patience ran out
+
+    def count_batch(self, samples, tokens):
+        """Count a minibatch of ``samples`` sentences and ``tokens`` target
+        tokens into the open window and the totals; move past it."""
+        self.window_samples += samples
+        self.window_tokens += tokens
+        self.samples_seen += samples
+        self.tokens_seen += tokens
+        self.batch += 1
+
+    def close_window(self):
+        """Start an empty window (after it was applied or dropped)."""
+        self.window_samples = 0
+        self.window_tokens = 0
+
+    def to_dict(self, learning_rate):
+        """The ``'counters'`` metadata of a checkpoint.
+
+        Parameters
+        ----------
+        learning_rate : float
+            The accumulator's current learning rate, recorded beside the
+            counters for readers of the file (a resume takes it from the
+            accumulator's state, not from here).
+
+        Returns
+        -------
+        dict
+        """
+        counters = dataclasses.asdict(self)
+        counters["learning_rate"] = learning_rate
+        return counters
+
+    @classmethod
+    def from_dict(cls, counters):
+        """Read what :meth:`to_dict` wrote.
+
+        Parameters
+        ----------
+        counters : dict
+            A checkpoint's ``metadata['counters']``. ``stopped`` may be
+            absent; ``learning_rate`` and unknown keys are ignored.
+
+        Returns
+        -------
+        RunState
+
+        Raises
+        ------
+        KeyError
+            When a counter other than ``stopped`` is missing.
+        """
+        values = {}
+        for field in dataclasses.fields(cls):
+            if field.name == "stopped":
+                values["stopped"] = counters.get("stopped")
+            elif field.type is int:
+                values[field.name] = int(counters[field.name])
+            elif field.type is float:
+                values[field.name] = float(counters[field.name])
+            else:
+                values[field.name] = counters[field.name]
+        return cls(**values)
