@@ -111,7 +111,7 @@ def main(num_epochs=NUM_EPOCHS, max_updates=0, corpus=None, out=OUT,
     """
     from lee_corpus import SOURCE, lee_corpus
     from lstm_accum.evaluation.sampling import sample_sentences
-    from lstm_accum.training.trainer import TrainConfig, Trainer
+    from lstm_accum.training import TrainConfig, Trainer
 
     start = time.time()
     phase(1, "corpus")
