@@ -131,7 +131,7 @@ def median_range(xs):
 def main(vocab=VOCAB, units=UNITS, window=WINDOW, repeats=REPEATS,
          seed=SEED, variants=False):
     from lstm_accum.backend import theano, lasagne, describe
-    from lstm_accum.accumulation.accumulator import GradientAccumulator
+    from lstm_accum.accumulation import GradientAccumulator
     dtype = theano.config.floatX
     print("# %s" % describe())
     print("# V=%d H=%d window N=%d, %d timed windows per approach, %s"

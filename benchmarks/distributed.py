@@ -31,7 +31,7 @@ Run (about 5 minutes on 2 cores with a warm Theano cache)::
     .venv/bin/python benchmarks/distributed.py --units 256 1024 --windows 3
 
 It launches itself under ``mpirun`` (see
-:func:`lstm_accum.accumulation.distributed.local_mpirun_command`); ``--worker`` is that
+:func:`lstm_accum.accumulation.mpi.local_mpirun_command`); ``--worker`` is that
 internal mode.
 """
 import argparse
@@ -55,8 +55,7 @@ PROJECTED_WORKERS = (1, 2, 8, 64)
 def worker(args):
     """One run under mpirun: rank 0 prints one 'RESULT {json}' line."""
     from lstm_accum.backend import theano, lasagne
-    from lstm_accum.accumulation.accumulator import GradientAccumulator
-    from lstm_accum.accumulation.distributed import Distributed
+    from lstm_accum.accumulation import Distributed, GradientAccumulator
     from lstm_accum.data.batches import make_batch, plan_epoch
     from lstm_accum.models import build_model
     from benchmarks.synthetic import zipf_corpus
@@ -124,7 +123,7 @@ def worker(args):
 
 def run(ranks, units, args):
     """Launch one worker run; returns its result dict."""
-    from lstm_accum.accumulation.distributed import local_mpirun_command
+    from lstm_accum.accumulation.mpi import local_mpirun_command
     env = dict(os.environ)
     env.setdefault("THEANO_FLAGS", "floatX=float32")
     threads = str(max(1, (os.cpu_count() or 1) // ranks))
@@ -185,7 +184,7 @@ def main(argv=None):
         args.units = args.units[0]
         return worker(args)
 
-    from lstm_accum.accumulation.distributed import require_mpi  # clear error if missing
+    from lstm_accum.accumulation.mpi import require_mpi  # says how to install
     require_mpi()
     print("V=%d, id input, bucketed batches of %d, windows of >= %d "
           "sentences, float32, %d cores; median of %d windows (min..max)"

@@ -34,7 +34,7 @@ from .evaluation import (perplexity, score_corpus, unigram_perplexity,
 from .checkpoint import save_checkpoint, load_checkpoint
 from .training import TrainConfig, Trainer, train
 from .models import load_model
-from .accumulation.distributed import Distributed, DistributedAccumulator, shard_indices
+from .accumulation import Distributed, DistributedAccumulator, shard_indices
 
 from .version import __version__  # noqa: F401
 

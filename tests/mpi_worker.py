@@ -6,16 +6,19 @@ Run by ``tests/test_distributed.py`` (not collected by pytest itself)::
     mpirun -n 2 ... python tests/mpi_worker.py OUT_PREFIX --mode dist ...
 
 with ``THEANO_FLAGS=floatX=float64``.  Both modes go through
-:class:`lstm_accum.accumulation.distributed.Distributed` exactly as a training loop does
-(``wrap``, ``shard``, ``apply``), on the same windows of the same sentences;
-``single`` never imports mpi4py.  Each rank writes ``OUT_PREFIX.rank<r>.npz``
-with its final parameters, the per-window apply results and the outcome of
-checks that need MPI (allreduce against a numpy sum of every rank's local
-accumulators, the parameter broadcast, ``broadcast_arrays`` of mixed dtypes,
+:class:`lstm_accum.accumulation.distributed.Distributed` exactly as a
+training loop does (``wrap``, ``shard``, ``apply``), on the same windows of
+the same sentences; ``single`` never imports mpi4py.  Each rank writes
+``OUT_PREFIX.rank<r>.npz`` with its final parameters, the per-window apply
+results, how often its ``check=`` ran, and the outcome of checks that need
+MPI (allreduce against a numpy sum of every rank's local accumulators, the
+parameter broadcast, ``broadcast_arrays`` of mixed dtypes through a
+communicator that records its calls, with mpi4py's pickling counted,
 resuming with another number of ranks).
 """
 import argparse
 import os
+import pickle
 import sys
 
 import numpy as np
@@ -23,10 +26,11 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from lstm_accum.backend import theano, lasagne  # noqa: E402
-from lstm_accum.accumulation.accumulator import GradientAccumulator  # noqa: E402
-from lstm_accum.accumulation.distributed import Distributed, SIZE_KEY  # noqa: E402
+from lstm_accum.accumulation import (Distributed, GradientAccumulator,  # noqa: E402
+                                     SIZE_KEY)
+from lstm_accum.checks import check_arrays  # noqa: E402
 from lstm_accum.exceptions import IncompatibleStateError  # noqa: E402
-from lstm_accum.models.language_model import build_model  # noqa: E402
+from lstm_accum.models import build_model  # noqa: E402
 
 V, H = 11, 4
 #: Sentences per window: odd and unequal, so the shares of 2 ranks differ.
@@ -55,8 +59,54 @@ def corpus():
     return windows
 
 
-def check_broadcast_arrays(dist):
-    """broadcast_arrays of mixed dtypes and shapes equals the root's dict."""
+class RecordingComm(object):
+    """A communicator that forwards every call and records its name, and
+    whether each ``Bcast`` buffer was a numpy array."""
+
+    def __init__(self, comm):
+        self._comm = comm
+        self.calls = []
+        self.numpy_buffers = True
+
+    def __getattr__(self, name):
+        method = getattr(self._comm, name)
+
+        def call(*args, **kwargs):
+            self.calls.append(name)
+            if name == "Bcast":
+                buf = args[0] if args else kwargs.get("buf")
+                array = buf[0] if isinstance(buf, (list, tuple)) else buf
+                self.numpy_buffers &= isinstance(array, np.ndarray)
+            return method(*args, **kwargs)
+        return call
+
+
+class CountingPickle(object):
+    """Counts the pickling mpi4py does (its lowercase methods use
+    ``MPI.pickle``) while installed."""
+
+    def __init__(self, mpi):
+        self.mpi, self.calls = mpi, 0
+
+    def dumps(self, *args, **kwargs):
+        self.calls += 1
+        return pickle.dumps(*args, **kwargs)
+
+    def loads(self, *args, **kwargs):
+        self.calls += 1
+        return pickle.loads(*args, **kwargs)
+
+    def __enter__(self):
+        self.mpi.pickle.__init__(self.dumps, self.loads)
+        return self
+
+    def __exit__(self, *exc):
+        self.mpi.pickle.__init__(pickle.dumps, pickle.loads)
+
+
+def check_broadcast_arrays(dist, record):
+    """broadcast_arrays of mixed dtypes and shapes equals the root's dict;
+    records the communicator calls and the pickling it made."""
     expected = {
         "text": np.array("h\u00e9llo"),
         "count": np.array(7, dtype=np.int64),
@@ -65,10 +115,30 @@ def check_broadcast_arrays(dist):
         "bools": np.array([True, False, True]),
     }
     sent = expected if dist.is_root else {"junk": np.ones(2)}
-    got = dist.broadcast_arrays(sent)
+    from mpi4py import MPI      # dist mode only: 'single' never imports it
+    comm, dist.comm = dist.comm, RecordingComm(dist.comm)
+    try:
+        with CountingPickle(MPI) as counting:
+            got = dist.broadcast_arrays(sent)
+    finally:
+        recorder, dist.comm = dist.comm, comm
+    record["broadcast_calls"] = np.array(recorder.calls)
+    record["broadcast_numpy_buffers"] = np.array(recorder.numpy_buffers)
+    record["broadcast_pickle_calls"] = np.array(counting.calls)
     return (list(got) == list(expected) and all(
         got[k].dtype == v.dtype and got[k].shape == v.shape and
         np.array_equal(got[k], v) for k, v in expected.items()))
+
+
+class CountingCheck(object):
+    """The generic host check, counting the arrays it checks."""
+
+    def __init__(self, inputs, vocab_size):
+        self.inputs, self.vocab_size, self.calls = inputs, vocab_size, 0
+
+    def __call__(self, *arrays):
+        self.calls += 1
+        return check_arrays(self.inputs, arrays, self.vocab_size)
 
 
 def main():
@@ -83,11 +153,14 @@ def main():
     # Different initial weights on every rank: only the broadcast from rank
     # 0 can make them equal.
     model = build_model(V, H, seed=1 + dist.rank)
+    # check=: each array is checked once per call, also through the
+    # DistributedAccumulator (counted below).
+    check = CountingCheck(model.inputs, V)
     acc = GradientAccumulator(model.loss(), model.params, model.inputs,
                               normalize=args.normalize,
                               num_tokens=model.num_tokens(),
                               update=lasagne.updates.adagrad,
-                              learning_rate=0.1)
+                              learning_rate=0.1, check=check)
     record = {"rank": np.array(dist.rank), "size": np.array(dist.size)}
     record["first_param"] = np.array(model.params[0].name)
     record["init_before_wrap"] = model.params[0].get_value().copy()
@@ -95,9 +168,11 @@ def main():
     record["init_after_wrap"] = model.params[0].get_value().copy()
 
     results = []
+    calls = 0
     for w, window in enumerate(corpus()):
         for X, y in dist.shard(window):
             acc.accumulate(X, y)
+            calls += 1
         if w == 0 and dist.enabled:
             # Check the allreduce against numpy: gather every rank's local
             # accumulators and counters with plain mpi4py, sum them here.
@@ -125,11 +200,14 @@ def main():
             result = acc.apply()
         results.append([float(x) for x in result])
     record["results"] = np.array(results)
+    record["accumulate_calls"] = np.array(calls)
+    record["check_calls"] = np.array(check.calls)
     for p in model.params:
         record["param/" + p.name] = p.get_value()
 
     if dist.enabled:
-        record["broadcast_arrays_ok"] = np.array(check_broadcast_arrays(dist))
+        record["broadcast_arrays_ok"] = np.array(
+            check_broadcast_arrays(dist, record))
         state = acc.state()
         record["state_size"] = np.array(state[SIZE_KEY])
         acc.load_state(state)          # same number of ranks: accepted

@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 from lstm_accum.backend import theano, T, lasagne
-from lstm_accum.accumulation.accumulator import GradientAccumulator
+from lstm_accum.accumulation import (GradientAccumulator, accumulate_updates,
+                                     apply_updates, window_variables)
+from lstm_accum.checks import check_arrays
 from lstm_accum.exceptions import (InputError, NonFiniteError,
                                    IncompatibleStateError)
 
@@ -45,7 +47,7 @@ def set_params(params, seed):
     return values
 
 
-def build_dense(dtype, mask=False, seed=0):
+def build_dense(dtype, mask=False, seed=0, features=F, classes=C):
     """A per-token softmax classifier: X (B, T, F) -> (B*T, C), summed NLL.
 
     Shaped like a language model (B samples, B*T tokens) without recurrence.
@@ -53,8 +55,8 @@ def build_dense(dtype, mask=False, seed=0):
     with floatx(dtype):
         X = T.tensor3("X", dtype=dtype)
         y = T.imatrix("y")
-        l_in = L.InputLayer((None, None, F), input_var=X)
-        l_out = L.DenseLayer(L.ReshapeLayer(l_in, (-1, F)), C,
+        l_in = L.InputLayer((None, None, features), input_var=X)
+        l_out = L.DenseLayer(L.ReshapeLayer(l_in, (-1, features)), classes,
                              nonlinearity=lasagne.nonlinearities.softmax)
         params = L.get_all_params(l_out, trainable=True)
         nll = T.nnet.categorical_crossentropy(L.get_output(l_out),
@@ -76,13 +78,14 @@ def reset(model):
         p.set_value(v.copy())
 
 
-def make_samples(seed, n, dtype, lengths=(1, 7), mask=False):
+def make_samples(seed, n, dtype, lengths=(1, 7), mask=False, features=F,
+                 classes=C):
     rng = np.random.RandomState(seed)
     out = []
     for _ in range(n):
         t = rng.randint(*lengths)
-        s = (rng.normal(size=(1, t, F)).astype(dtype),
-             rng.randint(0, C, size=(1, t)).astype("int32"))
+        s = (rng.normal(size=(1, t, features)).astype(dtype),
+             rng.randint(0, classes, size=(1, t)).astype("int32"))
         if mask:
             s += (np.ones((1, t), dtype=dtype),)
         out.append(s)
@@ -520,21 +523,34 @@ def test_compiled_functions_output_only_scalars(sgd_acc):
     assert {a.name for a in acc.accumulators} <= {v.name for v in updated}
 
 
-def test_memory_does_not_grow_with_n(dense, sgd_acc):
-    model, acc = dense["float32"], sgd_acc["float32"]
-    reset(model)
-    samples = make_samples(50, 20, "float32")
-    for s in samples[:10]:
+def test_memory_does_not_grow_with_n():
+    """Several MB of parameters, a few hundred calls: keeping every call's
+    gradient would cost N x 2 MB; the window must stay at its first peak."""
+    model = build_dense("float32", seed=2, features=256, classes=2048)
+    param_bytes = sum(p.get_value().nbytes for p in model["params"])
+    assert param_bytes > 2 * 2 ** 20
+    with floatx("float32"):
+        acc = GradientAccumulator(model["loss"], model["params"],
+                                  model["inputs"], normalize="samples",
+                                  update=lasagne.updates.sgd,
+                                  learning_rate=0.5)
+    samples = make_samples(50, 20, "float32", features=256, classes=2048)
+    for s in samples:
         acc.accumulate(*s)
     acc.apply()
-    for s in samples[:10]:
+    for s in samples:
         acc.accumulate(*s)
+    n = 300
     rss0 = rss_kb()
-    for i in range(2000):
+    for i in range(n):
         acc.accumulate(*samples[i % 20])
     rss1 = rss_kb()
-    assert acc.samples == 2010
-    assert rss1 - rss0 < 3 * 1024, "RSS grew by %d kB" % (rss1 - rss0)
+    assert acc.samples == n + 20
+    # Bound: two copies of the parameters, a hundred and fifty times below
+    # what keeping the n gradients would take.
+    bound_kb = 2 * param_bytes // 1024
+    assert bound_kb * 100 < n * param_bytes // 1024
+    assert rss1 - rss0 < bound_kb, "RSS grew by %d kB" % (rss1 - rss0)
     acc.apply()
 
 
@@ -712,12 +728,108 @@ def test_reset_discards_the_window_only(dense, sgd_acc):
         assert np.array_equal(p.get_value(), b)
 
 
+def test_check_replaces_the_generic_check(masked, monkeypatch):
+    """check= is the one host-side check of a call: called once, the
+    generic check_arrays never; vocab_size belongs to the generic one."""
+    model, _ = masked
+    seen = []
+
+    def check(*arrays):
+        seen.append(len(arrays))
+        return check_arrays(model["inputs"], arrays, vocab_size=C)
+    with floatx("float64"):
+        acc = GradientAccumulator(model["loss"], model["params"],
+                                  model["inputs"], normalize="tokens",
+                                  update=lasagne.updates.sgd, check=check)
+        with pytest.raises(InputError, match="vocab_size") as excinfo:
+            GradientAccumulator(model["loss"], model["params"],
+                                model["inputs"], normalize="tokens",
+                                check=check, vocab_size=C)
+        one_line(excinfo)
+
+    def generic(*args, **kwargs):
+        raise AssertionError("the generic check ran")
+    import lstm_accum.accumulation.accumulator as accumulator_module
+    monkeypatch.setattr(accumulator_module, "check_arrays", generic)
+    reset(model)
+    for s in make_samples(97, 3, "float64", mask=True):
+        acc.accumulate(*s)
+    assert seen == [3, 3, 3]
+    with pytest.raises(InputError, match="ids must lie"):
+        acc.accumulate(s[0], np.full_like(s[1], C), s[2])
+    assert acc.samples == 3
+    acc.reset()
+
+
+def test_policy_sees_every_window(dense):
+    """The bad-window rule is pluggable: a policy records each result."""
+    model = dense["float64"]
+    reset(model)
+
+    class Recorder(object):
+        bad_windows = 0
+
+        def __init__(self):
+            self.results = []
+
+        def record(self, result, name):
+            self.results.append((result.applied, result.samples, name))
+    policy = Recorder()
+    with floatx("float64"):
+        acc = GradientAccumulator(model["loss"], model["params"],
+                                  model["inputs"], normalize="samples",
+                                  update=lasagne.updates.sgd, policy=policy,
+                                  name="mine")
+    run_window(acc, make_samples(98, 2, "float64"))
+    bad = (np.full((1, 3, F), np.nan), np.zeros((1, 3), "int32"))
+    for _ in range(7):   # past the default limit of 5: this one never stops
+        run_window(acc, [bad])
+    assert policy.results == [(True, 2, "mine")] + [(False, 0, "mine")] * 7
+    assert acc.state()["mine/bad_windows"] == 0
+
+
+def test_own_theano_functions_equal_the_accumulator_bit_for_bit():
+    """accumulate_updates/apply_updates compiled into a user's own
+    theano.function give the accumulator's parameters exactly (float64)."""
+    a = build_dense("float64", seed=3)
+    b = build_dense("float64", seed=3)
+    with floatx("float64"):
+        acc = GradientAccumulator(a["loss"], a["params"], a["inputs"],
+                                  normalize="tokens",
+                                  update=lasagne.updates.adam,
+                                  learning_rate=0.01, max_norm=0.5)
+        X, y = b["inputs"]
+        window = window_variables(b["params"])
+        step = accumulate_updates(b["loss"], b["params"], window,
+                                  X.shape[0], y.size)
+        accumulate = theano.function([X, y], step.outputs,
+                                     updates=step.updates)
+        lr = theano.shared(np.float64(0.01), name="lr")
+        app = apply_updates(b["params"], window, "tokens",
+                            lasagne.updates.adam, learning_rate=lr,
+                            max_norm=0.5)
+        apply = theano.function([], app.outputs, updates=app.updates)
+    assert [v.name for v in app.optimizer_state] == \
+        [v.name for v in acc.optimizer_state]
+    for w in range(3):
+        for s in make_samples(200 + w, 3 + w, "float64"):
+            got = acc.accumulate(*s)
+            assert tuple(got) == tuple(x.item() for x in accumulate(*s))
+        res = acc.apply()
+        assert res.applied and res.grad_norm > 0.5   # clipping was used
+        assert tuple(res) == tuple(x.item() for x in apply())
+        for p, q in zip(a["params"] + acc.optimizer_state,
+                        b["params"] + app.optimizer_state):
+            assert np.array_equal(p.get_value(), q.get_value()), p.name
+        assert not np.array_equal(a["params"][0].get_value(), a["init"][0])
+
+
 # ----------------------------------------------------------------------
 # the CPU in-place accumulation (AccumulateIfFinite)
 def test_accumulate_if_finite_op_against_numpy():
     """Split views and whole sources added as numpy would; nothing added
     for a non-finite loss or source; function inputs never modified."""
-    from lstm_accum.accumulation.accumulator import AccumulateIfFinite
+    from lstm_accum.ops.accumulate import AccumulateIfFinite
     spec = ((0, 1, 1, 0), (0, 1, 1, 1), (2, -1, -1, -1))
     loss = T.dscalar("loss")
     accs = [T.dmatrix("a0"), T.dmatrix("a1"), T.dvector("a2")]
@@ -781,7 +893,7 @@ def lstm_samples(seed, n, V):
 
 
 def test_inplace_accumulation_graph_has_no_copies(lstm_accs):
-    from lstm_accum.accumulation.accumulator import AccumulateIfFinite
+    from lstm_accum.ops.accumulate import AccumulateIfFinite
     net, accs, _ = lstm_accs
     if not theano.config.device.startswith("cpu"):
         pytest.fail("this test expects the CPU device")

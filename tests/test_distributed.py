@@ -19,10 +19,11 @@ import sys
 import numpy as np
 import pytest
 
-from lstm_accum.accumulation import distributed
-from lstm_accum.accumulation.distributed import (Distributed, check_resume,
-                                    local_mpirun_command, mpi_available,
-                                    mpirun_world_size, shard_indices)
+from lstm_accum.accumulation import distributed, mpi
+from lstm_accum.accumulation.distributed import Distributed, check_resume
+from lstm_accum.accumulation.mpi import (local_mpirun_command, mpi_available,
+                                         mpirun_world_size)
+from lstm_accum.accumulation.sharding import shard_indices, shard_owner
 from lstm_accum.exceptions import IncompatibleStateError, InputError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -162,6 +163,27 @@ def test_allreduce_is_the_numpy_sum_in_one_buffer(runs):
 def test_broadcast_arrays_without_pickle(runs):
     _, ranks = runs
     assert all(bool(r["broadcast_arrays_ok"]) for r in ranks)
+    for record in ranks:
+        # What makes it pickle-free: the worker hands broadcast_arrays a
+        # communicator that records every call. Only the buffer-based Bcast
+        # (numpy buffers, never the lowercase pickle-based bcast) was used,
+        # and pickle.dumps/loads were never called.
+        calls = [str(c) for c in record["broadcast_calls"]]
+        assert set(calls) <= {"Get_rank", "Bcast"}, calls
+        # length, header, then the 4 non-empty arrays
+        assert calls.count("Bcast") == 6, calls
+        assert bool(record["broadcast_numpy_buffers"])
+        assert int(record["broadcast_pickle_calls"]) == 0
+
+
+def test_each_array_is_checked_once_per_call(runs):
+    """check= replaces the generic check, also through the
+    DistributedAccumulator: one check per accumulate call."""
+    single, ranks = runs
+    # Windows of 5, 4, 3 sentences: rank 0 takes 3 + 2 + 2, rank 1 2 + 2 + 1.
+    for record, calls in zip([single] + ranks, [12, 7, 5]):
+        assert int(record["accumulate_calls"]) == calls
+        assert int(record["check_calls"]) == calls
 
 
 def test_resume_with_another_number_of_ranks_is_refused(runs):
@@ -198,6 +220,30 @@ def test_shard_indices_partition():
             assert max(map(len, parts)) - min(map(len, parts)) <= 1
 
 
+def test_shard_owner_is_the_rule_of_shard_indices_and_owns():
+    """Minibatch b belongs to rank b % size: shard_owner, shard_indices and
+    Distributed.owns are one rule (the trainer numbers minibatches in the
+    epoch's plan and asks owns(b))."""
+    assert [shard_owner(b, 3) for b in range(7)] == [0, 1, 2, 0, 1, 2, 0]
+    for n in range(0, 12):
+        for size in range(1, 5):
+            for rank in range(size):
+                assert [b for b in range(n) if shard_owner(b, size) == rank] \
+                    == shard_indices(n, rank, size).tolist()
+                dist = Distributed(enabled=False)
+                dist.rank, dist.size = rank, size   # as if under mpirun
+                assert [b for b in range(n) if dist.owns(b)] == \
+                    shard_indices(n, rank, size).tolist()
+                window = list(range(100, 100 + n))
+                assert dist.shard(window) == [window[b] for b in range(n)
+                                              if dist.owns(b)]
+    single = Distributed(enabled=False)
+    assert all(single.owns(b) for b in range(5))
+    for bad in [(-1, 2), (3, 0), (2.0, 2), (True, 2)]:
+        with pytest.raises(InputError):
+            shard_owner(*bad)
+
+
 @pytest.mark.parametrize("args", [(-1, 0, 2), (4, 2, 2), (4, -1, 2),
                                   (4, 0, 0), (4.0, 0, 1), (4, True, 2)])
 def test_shard_indices_refuses_bad_arguments(args):
@@ -228,7 +274,7 @@ def test_single_process_hooks_are_noops():
 def test_exit_all_without_mpi_is_sys_exit(monkeypatch):
     monkeypatch.delitem(sys.modules, "mpi4py.MPI", raising=False)
     with pytest.raises(SystemExit) as info:
-        distributed.exit_all(2)
+        mpi.exit_all(2)
     assert info.value.code == 2
     assert "mpi4py.MPI" not in sys.modules
 

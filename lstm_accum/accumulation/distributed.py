@@ -6,40 +6,22 @@ accumulators and the counters of all ranks, and every rank then runs the same
 compiled ``apply`` on the same sums, so all ranks keep identical parameters
 without ever sending them again.
 
-What this module provides:
-
 * :class:`DistributedAccumulator` wraps a
-  :class:`~lstm_accum.accumulator.GradientAccumulator`:
+  :class:`~lstm_accum.accumulation.accumulator.GradientAccumulator`:
   :meth:`~DistributedAccumulator.broadcast_parameters` copies rank 0's state
   (parameters, optimizer state, counters, hyper-parameters) to every rank at
   start; :meth:`~DistributedAccumulator.apply` sums every accumulator and
   every counter across ranks with **one** ``MPI_Allreduce`` over one
   preallocated contiguous buffer, then runs the wrapped ``apply``.
 * :class:`Distributed`: the few calls a training loop needs (``is_root``,
-  ``shard``, ``wrap``, ``check_resume``, ``any_true``, ``sum``, ``abort``),
-  which also work, as no-ops, without MPI.
-* :func:`shard_indices`, :func:`is_root`, :func:`mpi_available`,
-  :func:`require_mpi`, :func:`mpirun_world_size`,
-  :func:`local_mpirun_command`, :func:`broadcast_arrays` (no pickle).
+  ``owns``, ``shard``, ``wrap``, ``check_resume``, ``any_true``, ``sum``,
+  ``abort``), which also work, as no-ops, without MPI.
+* :func:`check_resume`: a run resumes only on as many ranks as wrote it.
 
-mpi4py is imported lazily: without it (or without an MPI library) everything
-here except the distributed objects works, and asking for them raises an
-:class:`~lstm_accum.exceptions.InputError` that says how to install MPI.
-
-Launch with e.g. ``mpirun -n 2 lstm-accum train CORPUS --out DIR``.  On one
-machine, as root and without a network, Open MPI 4 wants::
-
-    mpirun -n 2 --oversubscribe --mca btl self,vader \
-        --mca mpi_yield_when_idle 1 --bind-to none --allow-run-as-root ...
-
-(``--allow-run-as-root`` only as root; ``--oversubscribe`` when there are
-more ranks than cores; ``--mca btl self,vader`` keeps all traffic in shared
-memory, so no network interface is needed; see
-:func:`local_mpirun_command` for the others.)
+MPI itself (importing it, the launcher, aborting, broadcasting arrays) is
+:mod:`.mpi`; the sharding rule is :mod:`.sharding`.
 """
 import json
-import os
-import sys
 import time
 import zlib
 from collections import namedtuple
@@ -47,26 +29,16 @@ from collections import namedtuple
 import numpy as np
 
 from ..exceptions import IncompatibleStateError, InputError
+from .mpi import (broadcast_arrays, exit_all, install_abort_on_exception,
+                  mpirun_world_size, require_mpi, wait_for_all)
+from .sharding import shard_indices, shard_owner
 
-__all__ = ["MPI_INSTALL_HINT", "SIZE_KEY", "mpi_available", "require_mpi",
-           "mpirun_world_size", "local_mpirun_command", "shard_indices",
-           "is_root", "wait_for_all", "install_abort_on_exception", "exit_all",
-           "broadcast_arrays", "check_resume", "DistributedAccumulator",
-           "Distributed", "AllreduceStats"]
-
-#: How to install what :func:`require_mpi` needs (Debian/Ubuntu).
-MPI_INSTALL_HINT = (
-    "install Open MPI and mpi4py: 'apt-get install openmpi-bin "
-    "libopenmpi-dev && pip install mpi4py' (then launch with "
-    "'mpirun -n K ...')")
+__all__ = ["SIZE_KEY", "AllreduceStats", "check_resume",
+           "DistributedAccumulator", "Distributed"]
 
 #: Key added to :meth:`DistributedAccumulator.state` holding the number of
 #: ranks that produced it.
 SIZE_KEY = "distributed/size"
-
-#: Environment variables through which MPI launchers announce the number of
-#: ranks (Open MPI, MPICH/Hydra and PMI-2, MVAPICH2).
-_SIZE_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE")
 
 AllreduceStats = namedtuple("AllreduceStats",
                             ["bytes", "seconds", "wait_seconds"])
@@ -78,328 +50,15 @@ AllreduceStats.__doc__ = """What the last allreduce moved and how long it took.
 finish its share of the window (load imbalance, not communication)."""
 
 
-def _import_mpi():
-    try:
-        from mpi4py import MPI
-    except ImportError as err:
-        raise InputError("distributed training needs mpi4py, which could "
-                         "not be imported (%s): %s" % (err, MPI_INSTALL_HINT))
-    except (RuntimeError, OSError) as err:
-        # mpi4py's binary wheels load the system's libmpi at import time.
-        raise InputError("mpi4py is installed but no MPI library could be "
-                         "loaded (%s): %s" % (err, MPI_INSTALL_HINT))
-    return MPI
-
-
-def mpi_available():
-    """Whether mpi4py and an MPI library can be used.
-
-    Returns
-    -------
-    bool
-        True when ``from mpi4py import MPI`` succeeds.
-
-    Notes
-    -----
-    Importing ``mpi4py.MPI`` initialises MPI in this process, so call this
-    only when you are about to use MPI.
-    """
-    try:
-        _import_mpi()
-    except InputError:
-        return False
-    return True
-
-
-def require_mpi():
-    """Import and return ``mpi4py.MPI``, or explain how to install it.
-
-    Returns
-    -------
-    module
-        ``mpi4py.MPI``.
-
-    Raises
-    ------
-    InputError
-        When mpi4py or the MPI library is missing; the message gives the
-        install command.
-    """
-    return _import_mpi()
-
-
-def mpirun_world_size(environ=None):
-    """Number of ranks announced by an MPI launcher, without importing MPI.
-
-    Parameters
-    ----------
-    environ : mapping, optional
-        Default ``os.environ``.
-
-    Returns
-    -------
-    int or None
-        The size from ``OMPI_COMM_WORLD_SIZE`` (Open MPI), ``PMI_SIZE``
-        (MPICH) or ``MV2_COMM_WORLD_SIZE`` (MVAPICH2); None when the process
-        was not started by ``mpirun``.
-    """
-    environ = os.environ if environ is None else environ
-    for name in _SIZE_VARIABLES:
-        value = environ.get(name)
-        if value:
-            try:
-                return int(value)
-            except ValueError:
-                continue
-    return None
-
-
-def local_mpirun_command(num_ranks, mpirun="mpirun"):
-    """The ``mpirun`` prefix for ``num_ranks`` ranks on this one machine.
-
-    Open MPI options: ``--oversubscribe`` (more ranks than cores is
-    allowed), ``--mca btl self,vader`` (shared memory only: no network
-    interface needed or used), ``--mca mpi_yield_when_idle 1`` (a waiting
-    rank yields its core instead of spinning, which matters when ranks
-    share cores), ``--bind-to none`` (Open MPI binds each of 1 or 2 ranks
-    to one core by default, which would confine a rank's BLAS threads to
-    that core), ``--allow-run-as-root`` when running as root.
-
-    Parameters
-    ----------
-    num_ranks : int
-    mpirun : str
-        The launcher (default ``'mpirun'`` on ``PATH``).
-
-    Returns
-    -------
-    list of str
-        Append the program and its arguments, e.g.
-        ``local_mpirun_command(2) + ['lstm-accum', 'train', ...]``.
-    """
-    command = [mpirun, "-n", str(int(num_ranks)), "--oversubscribe",
-               "--mca", "btl", "self,vader",
-               "--mca", "mpi_yield_when_idle", "1", "--bind-to", "none"]
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        command.append("--allow-run-as-root")
-    return command
-
-
-def shard_indices(n, rank, size):
-    """The items of ``range(n)`` that rank ``rank`` of ``size`` processes.
-
-    Rank ``r`` takes items ``r, r + size, r + 2*size, ...``: every item goes
-    to exactly one rank, the shares differ by at most one item, and the
-    split depends on nothing but ``(n, rank, size)``.  Strided (rather than
-    contiguous) shares also spread sentences of similar length, when a plan
-    sorts them, evenly over the ranks.
-
-    Parameters
-    ----------
-    n : int
-        Number of items (sentences, or minibatches of a window).
-    rank : int
-        This process's rank, ``0 <= rank < size``.
-    size : int
-        Number of ranks, ``>= 1``.
-
-    Returns
-    -------
-    numpy.ndarray of int64
-
-    Raises
-    ------
-    InputError
-        For a negative ``n``, ``size < 1`` or a rank outside ``[0, size)``.
-
-    Examples
-    --------
-    >>> shard_indices(7, 1, 3).tolist()
-    [1, 4]
-    """
-    for name, value in (("n", n), ("rank", rank), ("size", size)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise InputError("%s must be an integer, got %r" % (name, value))
-    if n < 0:
-        raise InputError("n must be >= 0, got %d" % n)
-    if size < 1:
-        raise InputError("size must be >= 1, got %d" % size)
-    if not 0 <= rank < size:
-        raise InputError("rank must be in [0, %d) for size %d, got %d"
-                         % (size, size, rank))
-    return np.arange(rank, n, size, dtype=np.int64)
-
-
-def is_root(comm=None):
-    """Whether this process is rank 0 (the one that writes files).
-
-    Parameters
-    ----------
-    comm : mpi4py communicator or None
-        None means "not distributed": the only process is the root.
-
-    Returns
-    -------
-    bool
-    """
-    return comm is None or comm.Get_rank() == 0
-
-
-def wait_for_all(comm, poll_seconds=0.005):
-    """A barrier that sleeps instead of spinning (collective).
-
-    MPI implementations busy-poll inside collectives; when one rank is
-    still compiling Theano functions (a minute on a cold cache) the others
-    would burn a core each.  ``MPI_Ibarrier`` polled with sleeps waits
-    without that cost.
-
-    Parameters
-    ----------
-    comm : mpi4py communicator
-    poll_seconds : float
-        Sleep between polls.
-
-    Returns
-    -------
-    float
-        Seconds waited.
-    """
-    start = time.perf_counter()
-    request = comm.Ibarrier()
-    while not request.Test():
-        time.sleep(poll_seconds)
-    return time.perf_counter() - start
-
-
-def install_abort_on_exception(comm):
-    """Make an uncaught exception end every rank, not hang the others.
-
-    After an uncaught exception Python runs ``MPI_Finalize`` at exit, which
-    waits for the other ranks -- who wait in their next collective for this
-    one: the job hangs.  The hook prints the traceback as usual, then calls
-    ``MPI_Abort`` (what ``python -m mpi4py`` does), so ``mpirun`` ends all
-    ranks and exits non-zero.  :class:`Distributed` installs it when there
-    is more than one rank.
-
-    Parameters
-    ----------
-    comm : mpi4py communicator
-    """
-    previous = sys.excepthook
-    if getattr(previous, "_lstm_accum_abort", False):
-        return
-
-    def hook(kind, value, traceback):
-        previous(kind, value, traceback)
-        sys.stderr.flush()
-        comm.Abort(1)
-
-    hook._lstm_accum_abort = True
-    sys.excepthook = hook
-
-
-def exit_all(status):
-    """Exit with ``status``; under MPI with several ranks, end all of them.
-
-    For a command line's error path: an error seen by only some ranks
-    (rank 0 could not write a checkpoint) must not leave the others waiting
-    in a collective.  Uses ``MPI_Abort`` only when mpi4py was already
-    imported and initialised with more than one rank, so single-process
-    runs never import MPI here.
-
-    Parameters
-    ----------
-    status : int
-        Exit status (``mpirun`` exits with it too).
-
-    Raises
-    ------
-    SystemExit
-        When not aborting.
-    """
-    mpi = sys.modules.get("mpi4py.MPI")
-    if mpi is not None and mpi.Is_initialized() and \
-            not mpi.Is_finalized() and mpi.COMM_WORLD.Get_size() > 1:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        mpi.COMM_WORLD.Abort(int(status))
-    raise SystemExit(int(status))
-
-
-def _as_bytes(array):
-    """A writable uint8 view of a C-contiguous array (any fixed-size dtype)."""
-    return array.reshape(-1).view(np.uint8)
-
-
-def broadcast_arrays(arrays, comm, root=0):
-    """Broadcast a dict of numpy arrays from ``root`` to every rank.
-
-    No pickle is involved: a JSON header (names, dtypes, shapes) goes first,
-    then each array's bytes through ``MPI_Bcast``.
-
-    Parameters
-    ----------
-    arrays : dict of str -> array_like, or None
-        The arrays on ``root``; ignored on the other ranks (pass None).
-    comm : mpi4py communicator
-    root : int
-
-    Returns
-    -------
-    dict of str -> numpy.ndarray
-        The root's arrays (copies on the other ranks, the root's own
-        contiguous arrays on the root), in the root's order.
-
-    Raises
-    ------
-    InputError
-        On the root, for an object array (it has no bytes to send).
-    """
-    mpi = _import_mpi()
-    if comm.Get_rank() == root:
-        # np.require, not ascontiguousarray: the latter makes 0-d arrays 1-d.
-        arrays = {str(k): np.require(v, requirements="C")
-                  for k, v in arrays.items()}
-        for name, value in arrays.items():
-            if value.dtype.hasobject:
-                raise InputError("cannot broadcast %r: object arrays have no "
-                                 "fixed-size bytes (got dtype %s)"
-                                 % (name, value.dtype))
-        header = json.dumps([[name, value.dtype.str, list(value.shape)]
-                             for name, value in arrays.items()])
-        header = np.frombuffer(header.encode("utf-8"), dtype=np.uint8).copy()
-        length = np.array([header.size], dtype=np.int64)
-    else:
-        length = np.zeros(1, dtype=np.int64)
-    comm.Bcast([length, mpi.INT64_T], root=root)
-    if comm.Get_rank() != root:
-        header = np.empty(int(length[0]), dtype=np.uint8)
-    comm.Bcast([header, mpi.BYTE], root=root)
-    layout = json.loads(header.tobytes().decode("utf-8"))
-    result = {}
-    for name, dtype, shape in layout:
-        if comm.Get_rank() == root:
-            value = arrays[name]
-        else:
-            value = np.empty(tuple(shape), dtype=np.dtype(dtype))
-        if value.size:
-            comm.Bcast([_as_bytes(value), mpi.BYTE], root=root)
-        result[name] = value
-    return result
-
-
 def _reduced_variables(accumulator):
     """The shared variables whose values are summed over ranks before apply.
 
     Every accumulator, then every counter the accumulate function adds to
-    (samples, tokens, skipped samples, summed loss).  The counters are
-    ``accumulator.counter_variables`` when the accumulator lists them there,
-    else GradientAccumulator's ``_counters``.
+    (samples, tokens, skipped samples, summed loss):
+    ``accumulator.counter_variables``.
     """
     accumulators = list(accumulator.accumulators)
     counters = getattr(accumulator, "counter_variables", None)
-    if counters is None:
-        counters = getattr(accumulator, "_counters", None)
     if counters is None:
         raise InputError(
             "DistributedAccumulator needs an accumulator that lists the "
@@ -468,7 +127,7 @@ class DistributedAccumulator(object):
     """
 
     def __init__(self, accumulator, comm=None, root=0, polite=True):
-        self._mpi = _import_mpi()
+        self._mpi = require_mpi()
         self.polite = bool(polite)
         self.accumulator = accumulator
         self.comm = self._mpi.COMM_WORLD if comm is None else comm
@@ -533,8 +192,20 @@ class DistributedAccumulator(object):
         return getattr(self.accumulator, name)
 
     def accumulate(self, *arrays):
-        """Add this rank's share: see ``GradientAccumulator.accumulate``."""
+        """Add this rank's share: see ``GradientAccumulator.accumulate``.
+
+        The arrays are checked once, by the wrapped accumulator.
+        """
         return self.accumulator.accumulate(*arrays)
+
+    def reset(self):
+        """Discard this rank's share of the open window (not collective).
+
+        Every rank must discard the same window (e.g. the partial window
+        at the end of an epoch, which every rank sees end at the same
+        batch); see ``GradientAccumulator.reset``.
+        """
+        self.accumulator.reset()
 
     # -- collectives ----------------------------------------------------
     def broadcast_parameters(self):
@@ -691,7 +362,10 @@ class Distributed(object):
        this broadcasts rank 0's parameters and optimizer state (after rank
        0 loaded a checkpoint, if resuming: see :meth:`check_resume`);
     2. every rank plans the same epoch and cuts the same windows; each rank
-       accumulates ``dist.shard(window)`` only;
+       accumulates only its items: ``dist.shard(window)``, or the
+       minibatches ``b`` (numbered in the epoch's plan) with
+       ``dist.owns(b)`` -- the same rule, item ``i`` belongs to rank
+       ``i % size`` (:func:`~lstm_accum.accumulation.sharding.shard_owner`);
     3. ``acc.apply()`` as before: it allreduces first;
     4. only ``if dist.is_root:`` write checkpoints, metrics, plots and
        print; and take checkpoints right after ``apply`` (validation time).
@@ -711,7 +385,7 @@ class Distributed(object):
             enabled = comm is not None or (mpirun_world_size() or 1) > 1
         self.enabled = bool(enabled)
         if self.enabled:
-            mpi = _import_mpi()
+            mpi = require_mpi()
             self.comm = mpi.COMM_WORLD if comm is None else comm
             self.rank = self.comm.Get_rank()
             self.size = self.comm.Get_size()
@@ -727,6 +401,29 @@ class Distributed(object):
         """True on rank 0, the only rank that writes files and prints."""
         return self.rank == 0
 
+    def owns(self, index):
+        """Whether this rank accumulates item ``index`` (not collective).
+
+        The sharding rule (:func:`~.sharding.shard_owner`):
+        ``index % size == rank``. Always True for one process.
+
+        Parameters
+        ----------
+        index : int
+            The item's position ``>= 0``, the same on every rank (e.g. the
+            minibatch's number in the epoch's plan).
+
+        Returns
+        -------
+        bool
+
+        Examples
+        --------
+        >>> Distributed(enabled=False).owns(5)
+        True
+        """
+        return shard_owner(index, self.size) == self.rank
+
     def shard(self, items):
         """This rank's share of ``items`` (a window's sentences or batches).
 
@@ -738,7 +435,8 @@ class Distributed(object):
         Returns
         -------
         list or numpy.ndarray
-            ``items[rank::size]`` (see :func:`shard_indices`).
+            ``items[rank::size]``: the items ``i`` that :meth:`owns`
+            (see :func:`~lstm_accum.accumulation.sharding.shard_indices`).
         """
         if self.size == 1:
             return items
@@ -827,6 +525,6 @@ class Distributed(object):
         """
         values = np.array(values, dtype=np.float64).reshape(-1)
         if self.enabled:
-            mpi = _import_mpi()
+            mpi = require_mpi()
             self.comm.Allreduce(mpi.IN_PLACE, values, op=mpi.SUM)
         return values

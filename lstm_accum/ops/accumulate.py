@@ -1,0 +1,292 @@
+"""The operations that add gradients into accumulators and check them.
+
+On the CPU the accumulate step is one Python op, :class:`AccumulateIfFinite`:
+a finiteness check (a BLAS squared norm per gradient, as :class:`AllFinite`),
+then numpy's in-place add into the accumulators -- views of the unsplit
+gradient where Theano would ``Split`` it (:func:`accumulate_spec` finds
+them). The optimizer ``lstm_accum_inplace_accumulate``, registered here in
+Theano's ``optdb``, makes the op update its accumulators in place.
+:class:`SquaredNorm` is the total squared norm of the averaged gradient in
+``apply``. :func:`isfinite`, :func:`all_finite` and :func:`squared_norm`
+choose these ops on the CPU and plain Theano reductions elsewhere (a Python
+op would copy device arrays to the host); both give the same sums.
+
+Imports only :mod:`lstm_accum.backend`.
+"""
+import collections
+
+import numpy as np
+
+from ..backend import theano, T
+
+__all__ = ["AllFinite", "SquaredNorm", "AccumulateIfFinite",
+           "accumulate_spec", "isfinite", "all_finite", "squared_norm",
+           "on_cpu"]
+
+
+def isfinite(x):
+    """Symbolic ``isfinite`` (Theano 1.0 has none): ``|x| < inf`` is False
+    for NaN and for +-Inf."""
+    return T.lt(abs(x), np.asarray(np.inf, dtype=x.dtype))
+
+
+class _HostScalarReduction(theano.Op):
+    """A scalar computed on the host from every element of its inputs, with
+    no gradient (a diagnostic, not part of the loss). Subclasses set
+    ``output_type`` and ``perform``."""
+
+    __props__ = ()
+    output_type = None
+
+    def make_node(self, *tensors):
+        tensors = [T.as_tensor_variable(t) for t in tensors]
+        return theano.Apply(self, tensors, [self.output_type()])
+
+    def infer_shape(self, node, shapes):
+        return [()]
+
+    def grad(self, inputs, output_grads):
+        return [theano.gradient.DisconnectedType()() for _ in inputs]
+
+    def connection_pattern(self, node):
+        return [[False] for _ in node.inputs]
+
+
+class AllFinite(_HostScalarReduction):
+    """Symbolic scalar: True if every element of every input is finite.
+
+    CPU implementation through numpy: the squared norm ``dot(x, x)`` (BLAS,
+    vectorised) is, on the gradients of the question's network (V=2000,
+    H=256), over ten times faster than Theano's ``Sum`` reduction. A NaN or
+    Inf element makes it non-finite; for finite elements it overflows only
+    when the norm exceeds ~1.8e19 (float32), far beyond any usable gradient
+    (such a sample is treated as non-finite).
+    """
+
+    output_type = T.TensorType("bool", ())
+
+    def perform(self, node, inputs, output_storage):
+        ok = True
+        for x in inputs:
+            flat = x.ravel()  # a view for the contiguous arrays we get
+            if not np.isfinite(np.dot(flat, flat)):
+                ok = False
+                break
+        output_storage[0][0] = np.asarray(ok, dtype="bool")
+
+
+class SquaredNorm(_HostScalarReduction):
+    """Symbolic float64 scalar: the sum of the squares of every input.
+
+    CPU implementation through numpy's BLAS dot product (one vectorised pass
+    per tensor, no temporary), for the total gradient norm in ``apply``.
+    """
+
+    output_type = T.TensorType("float64", ())
+
+    def perform(self, node, inputs, output_storage):
+        total = 0.0
+        for x in inputs:
+            flat = x.ravel()  # a view for the contiguous arrays we get
+            total += float(np.dot(flat, flat))
+        output_storage[0][0] = np.asarray(total, dtype="float64")
+
+
+class AccumulateIfFinite(theano.Op):
+    """Add one call's gradients into the accumulators, in place, if finite.
+
+    Inputs: the call's loss, the ``n`` accumulators (destroyed: updated in
+    place), then the source tensors. Outputs: a bool scalar ``ok`` (the loss
+    and every source are finite) and the ``n`` accumulators. When ``ok`` is
+    False the accumulators are not touched (bit-identical); otherwise each
+    gets ``acc += g`` with numpy's in-place add, one vectorised pass, where a
+    graph ``switch(ok, acc + g, acc)`` costs a scalar C loop per element.
+
+    ``spec`` gives, per accumulator, where its gradient is:
+    ``(source, -1, -1, -1)`` -- the whole source tensor ``source``;
+    ``(source, axis, sizes, part)`` -- part ``part`` of the source cut along
+    ``axis`` by the int vector source ``sizes`` (Theano's ``Split``, the
+    gradient of ``concatenate``; Lasagne's LSTM joins its gate weights).
+    Adding strided views of the unsplit gradient skips ``Split``'s copies.
+
+    Built with ``inplace=False`` (it then works on copies); the registered
+    optimizer ``lstm_accum_inplace_accumulate`` swaps in ``inplace=True``.
+
+    The finiteness test is :class:`AllFinite`'s (a BLAS squared norm per
+    source). CPU only: a Python op would copy device arrays to the host.
+    """
+
+    __props__ = ("spec", "inplace")
+
+    def __init__(self, spec, inplace=False):
+        self.spec = tuple(tuple(int(v) for v in s) for s in spec)
+        self.inplace = bool(inplace)
+        n = len(self.spec)
+        if self.inplace:
+            self.destroy_map = dict((1 + i, [1 + i]) for i in range(n))
+
+    def make_node(self, loss, *rest):
+        n = len(self.spec)
+        loss = T.as_tensor_variable(loss)
+        rest = [T.as_tensor_variable(t) for t in rest]
+        accs, sources = rest[:n], rest[n:]
+        for acc, (src, axis, sizes, part) in zip(accs, self.spec):
+            if axis < 0 and sources[src].type != acc.type:
+                raise TypeError("source %r has type %s, accumulator %r %s" %
+                                (sources[src], sources[src].type, acc,
+                                 acc.type))
+            if axis >= 0 and sources[src].dtype != acc.dtype:
+                raise TypeError("split source dtype %s != accumulator %s" %
+                                (sources[src].dtype, acc.dtype))
+        return theano.Apply(self, [loss] + accs + sources,
+                            [T.TensorType("bool", ())()] +
+                            [a.type() for a in accs])
+
+    def perform(self, node, inputs, output_storage):
+        n = len(self.spec)
+        loss, accs, sources = inputs[0], inputs[1:1 + n], inputs[1 + n:]
+        float_sources = set(src for src, _, _, _ in self.spec)
+        if not self.inplace:
+            accs = [np.array(a) for a in accs]
+        ok = bool(np.isfinite(loss))
+        if ok:
+            for k in sorted(float_sources):
+                flat = sources[k].ravel()
+                if not np.isfinite(np.dot(flat, flat)):
+                    ok = False
+                    break
+        if ok:
+            for acc, (src, axis, sizes, part) in zip(accs, self.spec):
+                g = sources[src]
+                if axis >= 0:
+                    cuts = sources[sizes]
+                    start = int(np.sum(cuts[:part]))
+                    index = [slice(None)] * g.ndim
+                    index[axis] = slice(start, start + int(cuts[part]))
+                    g = g[tuple(index)]
+                if g.shape != acc.shape:
+                    raise ValueError("gradient of shape %s for an accumulator"
+                                     " of shape %s" % (g.shape, acc.shape))
+                np.add(acc, g, out=acc)
+        output_storage[0][0] = np.asarray(ok, dtype="bool")
+        for i, acc in enumerate(accs):
+            output_storage[1 + i][0] = acc
+
+    def infer_shape(self, node, shapes):
+        n = len(self.spec)
+        return [()] + list(shapes[1:1 + n])
+
+    def grad(self, inputs, output_grads):
+        return [theano.gradient.DisconnectedType()() for _ in inputs]
+
+    def connection_pattern(self, node):
+        return [[False] * len(node.outputs) for _ in node.inputs]
+
+
+@theano.gof.local_optimizer([AccumulateIfFinite])
+def _inplace_accumulate(node):
+    """Make :class:`AccumulateIfFinite` update its accumulators in place
+    (a graph may not contain in-place ops; optimizers introduce them, and
+    Theano's destroy handler refuses them where unsafe)."""
+    if isinstance(node.op, AccumulateIfFinite) and not node.op.inplace:
+        return AccumulateIfFinite(node.op.spec, inplace=True)(
+            *node.inputs, return_list=True)
+    return False
+
+
+theano.compile.optdb.register(
+    "lstm_accum_inplace_accumulate",
+    theano.gof.TopoOptimizer(
+        _inplace_accumulate,
+        failure_callback=theano.gof.TopoOptimizer.warn_inplace),
+    60, "fast_run", "inplace")
+
+
+def accumulate_spec(accs, grads):
+    """The ``spec`` and source tensors of :class:`AccumulateIfFinite`.
+
+    A gradient that is an output of a ``Split`` whose every output is the
+    gradient of one of ``accs`` (and of the accumulator's dtype) is read as
+    a view of the unsplit tensor; any other gradient is cast to its
+    accumulator's dtype and added whole.
+
+    Parameters
+    ----------
+    accs : list of shared variables
+        The accumulators.
+    grads : list of Theano tensors
+        One gradient per accumulator.
+
+    Returns
+    -------
+    spec : tuple of 4-tuples of int
+        The op's ``spec`` (see :class:`AccumulateIfFinite`).
+    sources : list of Theano tensors
+        The op's source inputs, which ``spec`` indexes.
+
+    Examples
+    --------
+    >>> spec, sources = accumulate_spec(accs, theano.grad(loss, params))
+    ... # doctest: +SKIP
+    >>> ok, *new = AccumulateIfFinite(spec)(loss, *(accs + sources))
+    ... # doctest: +SKIP
+    """
+    parts = collections.defaultdict(dict)
+    for i, (acc, g) in enumerate(zip(accs, grads)):
+        node = g.owner
+        if node is not None and isinstance(node.op, T.Split) and \
+                g.dtype == acc.dtype and g.broadcastable == acc.broadcastable:
+            parts[node][node.outputs.index(g)] = i
+    split_of = {}
+    for node, by_part in parts.items():
+        axis = node.inputs[1]
+        try:
+            axis = int(T.get_scalar_constant_value(axis))
+        except T.NotScalarConstantError:
+            continue
+        x = node.inputs[0]
+        if axis < 0:
+            axis += x.ndim
+        if len(by_part) == len(node.outputs) and 0 <= axis < x.ndim:
+            for part, i in by_part.items():
+                split_of[i] = (node, axis, part)
+    sources, position, spec = [], {}, []
+
+    def source(var):
+        if var not in position:
+            position[var] = len(sources)
+            sources.append(var)
+        return position[var]
+
+    for i, (acc, g) in enumerate(zip(accs, grads)):
+        if i in split_of:
+            node, axis, part = split_of[i]
+            spec.append((source(node.inputs[0]), axis,
+                         source(node.inputs[2]), part))
+        else:
+            g = T.patternbroadcast(T.cast(g, acc.dtype), acc.broadcastable)
+            spec.append((source(g), -1, -1, -1))
+    return tuple(spec), sources
+
+
+def on_cpu():
+    """Whether Theano computes on the CPU (where these Python ops belong)."""
+    return theano.config.device.startswith("cpu")
+
+
+def squared_norm(tensors):
+    """``SquaredNorm`` on the CPU, Theano reductions elsewhere."""
+    if on_cpu():
+        return SquaredNorm()(*tensors)
+    return sum(T.sum(T.sqr(t), dtype="float64") for t in tensors)
+
+
+def all_finite(tensors):
+    """``AllFinite`` on the CPU; one Theano reduction per tensor elsewhere
+    (a Python op would copy device arrays to the host)."""
+    if on_cpu():
+        return AllFinite()(*tensors)
+    ok = isfinite(T.sum(tensors[0]))
+    for t in tensors[1:]:
+        ok = ok & isfinite(T.sum(t))
+    return ok
