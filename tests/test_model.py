@@ -434,6 +434,41 @@ def test_onehot_and_ids_same_parameters_after_a_window():
     assert "lstm1.W_in_to_ingate" in moved and "softmax.W" in moved
 
 
+def test_check_batch_is_the_accumulators_check():
+    """model.check_batch as GradientAccumulator(check=...): called once per
+    call, the model's own checks apply, and the window is the one the
+    generic check gives."""
+    from lstm_accum.accumulation import GradientAccumulator
+
+    X = np.array([[1, 3, 4, 7], [1, 5, 0, 0]], np.int32)
+    y = np.array([[3, 4, 7, 2], [5, 2, 0, 0]], np.int32)
+    mask = np.array([[1, 1, 1, 1], [1, 1, 0, 0]], np.float64)
+    calls = []
+
+    def counting(*arrays):
+        calls.append(len(arrays))
+        return model.check_batch(*arrays)
+    with float64():
+        model = build_model(V, H, input="ids", batching="mask", seed=13)
+        accs = [GradientAccumulator(model.loss(), model.params, model.inputs,
+                                    normalize="tokens", learning_rate=0.1,
+                                    num_tokens=model.num_tokens(), **kwargs)
+                for kwargs in (dict(check=counting), dict(vocab_size=V))]
+    for acc in accs:
+        acc.accumulate(X, y, mask)
+    assert calls == [3]
+    mine, generic = accs[0].state(), accs[1].state()
+    assert sorted(mine) == sorted(generic)
+    for key in mine:
+        assert np.asarray(mine[key]).tobytes() == \
+            np.asarray(generic[key]).tobytes(), key
+    with pytest.raises(InputError, match="0 and 1"):
+        accs[0].accumulate(X, y, mask * 0.5)    # the model's check
+    with pytest.raises(InputError, match=r"\[0, 12\)"):
+        accs[0].accumulate(X * 4, y, mask)
+    assert calls == [3, 3, 3] and accs[0].samples == 2
+
+
 # -- the id lookup without precomputation, and the fused training loss -------
 
 @pytest.mark.parametrize("pair", ["lstm_mask_pair", "gru_stack_pair"])
