@@ -341,7 +341,8 @@ class Trainer(object):
 
     def _stop_requested(self):
         """Ctrl-C seen (by any rank: all ranks stop at the same point)."""
-        return self.dist.any_true(self._guard.interrupted)
+        flag = self._guard.interrupted
+        return flag if self.dist.size == 1 else self.dist.any_true(flag)
 
     def _drop_window(self):
         """Discard a half-full window (accumulators and its counters)."""
