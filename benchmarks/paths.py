@@ -8,7 +8,7 @@ Run from the repository root::
     .venv/bin/python benchmarks/paths.py --profile benchmarks/profile_h256.txt
 
 The model is the original question's LSTM language model, float32, built by
-:func:`lstm_accum.models.language_model.build_model` (V=2000, one LSTM layer of H units,
+:func:`lstm_accum.models.build_model` (V=2000, one LSTM layer of H units,
 softmax output), on the synthetic corpus of :mod:`synthetic` (Zipf words,
 English-like lengths, fixed seed).  One update = Adagrad (learning rate
 0.005) on the gradient averaged over a window of N sentences
@@ -301,7 +301,7 @@ def _worker(args):
     t0 = time.perf_counter()
     from lstm_accum.backend import theano, describe
     from lstm_accum.backend import scan_loop as scan_ext
-    from lstm_accum.models.language_model import build_model
+    from lstm_accum.models import build_model
     import synthetic
     loop = scan_ext.status()          # builds the compiled loop if needed
     t_import = time.perf_counter() - t0
@@ -342,9 +342,13 @@ class Worker(object):
 
     def __init__(self, path, units, args, env=None, compile_only=False):
         self.path = path
+        # "PATH@other" runs PATH from the checkout given by --against
+        path, _, other = path.partition("@")
+        tree = args.against if other else ROOT
         self.log = tempfile.NamedTemporaryFile(
             "w+", prefix="paths-%s-" % path, suffix=".log", delete=False)
-        cmd = [sys.executable, os.path.abspath(__file__), "--worker", path,
+        cmd = [sys.executable, os.path.join(tree, "benchmarks", "paths.py"),
+               "--worker", path,
                "--units", str(units), "--vocab-size", str(args.vocab_size),
                "--sentences", str(args.sentences), "--seed", str(args.seed),
                "--batch-size", str(args.batch_size),
@@ -353,7 +357,7 @@ class Worker(object):
             cmd.append("--compile-only")
         self.proc = subprocess.Popen(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=self.log, text=True, bufsize=1, cwd=ROOT,
+            stderr=self.log, text=True, bufsize=1, cwd=tree,
             env=dict(os.environ, **(env or {})))
         self.info = self._receive()
 
@@ -525,13 +529,14 @@ def format_table(results):
     rows.append(head)
     rows.append("|" + "---|" * 10)
     order = {p: i for i, p in enumerate(PATHS)}
+    order.update((p + "@" + AGAINST, i + 0.5) for p, i in list(order.items()))
     windows = sorted({int(n) for r in runs for n in r["windows"]})
     for H in sorted({r["units"] for r in runs}):
         for n in windows:
             for r in sorted([r for r in runs if r["units"] == H],
                             key=lambda r: order[r["path"]]):
                 w = r["windows"][str(n)]
-                kind = PATHS[r["path"]][0]
+                kind = PATHS[r["path"].partition("@")[0]][0]
                 gf = w["median"] * flops_per_token(results["vocab"], H,
                                                    kind) / 1e9
                 ratio = w["median"] / base[H, str(n)] if (H, str(n)) in base \
@@ -539,7 +544,8 @@ def format_table(results):
                 rows.append(
                     "| %d | %d | (%s) %s | %.0f (%.0f..%.0f) x%d | %.2f | "
                     "%.1f | %.1f%% | %.1f | %.0f | %.1f |" % (
-                        H, n, LABELS[r["path"]], r["path"], w["median"],
+                        H, n, LABELS[r["path"].partition("@")[0]], r["path"],
+                        w["median"],
                         w["min"], w["max"], w["repeats"], ratio, gf,
                         100 * gf / gemm, w["samples"] / w["calls"],
                         r["rss_mb"], r["compile_s"]))
@@ -581,7 +587,7 @@ def profile(out_path, units=256, vocab=VOCAB, windows=3, window=64,
     nodes) to `out_path`.
     """
     from lstm_accum.backend import theano, describe
-    from lstm_accum.models.language_model import build_model
+    from lstm_accum.models import build_model
     import synthetic
     import io
     corpus = synthetic.zipf_corpus(SENTENCES, vocab, seed)
@@ -638,6 +644,10 @@ def profile(out_path, units=256, vocab=VOCAB, windows=3, window=64,
 
 
 # ---------------------------------------------------------------------------
+#: The mark of the rows run from the --against checkout.
+AGAINST = "before"
+
+
 def _int_list(text):
     return tuple(int(x) for x in text.split(",") if x)
 
@@ -682,6 +692,10 @@ def parse_args(argv):
     p.add_argument("--worker", choices=sorted(PATHS), help=argparse.SUPPRESS)
     p.add_argument("--compile-only", action="store_true",
                    help=argparse.SUPPRESS)
+    p.add_argument("--against", metavar="DIR",
+                   help="also run every path from the checkout in DIR (e.g. "
+                        "an earlier commit: `git worktree add DIR REV`), side "
+                        "by side; its rows are marked PATH@%s" % AGAINST)
     args = p.parse_args(argv)
     args.vocab = args.vocab_size
     if args.quick:
@@ -698,6 +712,14 @@ def parse_args(argv):
                 unknown[0], ", ".join(PATHS)))
     if args.min_repeats < 1 or args.repeats < args.min_repeats:
         p.error("need 1 <= --min-repeats <= --repeats")
+    if args.against and not args.worker:
+        args.against = os.path.abspath(args.against)
+        if not os.path.isfile(os.path.join(args.against, "benchmarks",
+                                           "paths.py")):
+            p.error("--against %s is not a checkout of lstm_accum (no "
+                    "benchmarks/paths.py there)" % args.against)
+        args.paths = tuple(q for p_ in args.paths
+                           for q in (p_, p_ + "@" + AGAINST))
     return args
 
 

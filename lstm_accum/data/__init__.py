@@ -6,7 +6,8 @@ its seeded split (:mod:`.encoded`), its cache beside the text
 (:mod:`.cache`), encoding in one pass (:mod:`.corpus`) and the seeded epoch
 plans and batch iterators (:mod:`.batches`). It imports numpy and the base
 modules (:mod:`lstm_accum.exceptions`, :mod:`lstm_accum.checks`,
-:mod:`lstm_accum.files`) only: never Theano, never another part.
+:mod:`lstm_accum.files`) only, and Theano's ``floatX`` (lazily, for the dtype of one-hot batches):
+no other part.
 """
 from .vocabulary import Vocabulary, BOS_ID, EOS_ID, UNK_ID
 from .reader import ReadStats, tokenize, load_text, count_words
