@@ -305,9 +305,12 @@ class Trainer(object):
             # windows end at the same batch on all ranks) but accumulates
             # only its own (batch b belongs to rank b % size).
             if self.dist.owns(s.batch):
+                # The accumulator range-checks the ids of every call;
+                # make_batch needs the vocabulary size only to build one-hot
+                # rows (and then checks the ids it puts there instead).
                 self.acc.accumulate(*make_batch(
                     self.data.train, indices, c.batching, c.input,
-                    len(self.vocab)))
+                    len(self.vocab) if c.input == "onehot" else None))
             self._window_time += time.time() - t0
             n = len(indices)
             s.count_batch(n, int(lengths[np.asarray(indices)].sum()) + n)
