@@ -68,15 +68,15 @@ LEVERS = {
 def install_cache_fixes():
     """Theano's compile-cache fixes, as ``lstm_accum.backend`` installs them
     at import (property-less ops versioned, COp versions from sha256)."""
-    from lstm_accum import backend
-    backend._version_ops_without_props(backend.theano)
-    backend._stable_cop_version(backend.theano)
+    from lstm_accum.backend import patches, theano
+    patches.version_ops_without_props(theano)
+    patches.stable_cop_version(theano)
     return True
 
 
 def remove_cache_fixes():
     """Undo :func:`install_cache_fixes`: Theano 1.0.5's own behaviour."""
-    from lstm_accum import backend
+    from lstm_accum.backend import patches
     from theano.gof import op
     wrapped = getattr(op.COp.c_code_cache_version, "__wrapped__", None)
     if wrapped is not None:
@@ -86,7 +86,7 @@ def remove_cache_fixes():
         cls = pending.pop()
         for sub in cls.__subclasses__():
             pending.append(sub)
-            if isinstance(sub.__dict__.get("__props__"), backend._EmptyProps):
+            if isinstance(sub.__dict__.get("__props__"), patches.EmptyProps):
                 sub.__props__ = ()
 
 

@@ -1,15 +1,17 @@
-"""The Theano/Lasagne environment on Python 3.11: defaults that never override
-the user, a quiet import, the downsample shim, and pkg_resources immunity."""
+"""The Theano/Lasagne environment on Python 3.11 and 3.12: defaults that never
+override the user, a quiet import, the downsample shim, pkg_resources
+immunity, and the stand-ins for what Python 3.12 and numpy 1.24+ removed."""
 import os
 import subprocess
 import sys
 import textwrap
+import types
 
 import numpy as np
 import pytest
 
 from lstm_accum import backend
-from lstm_accum.backend import T, lasagne, theano
+from lstm_accum.backend import T, lasagne, patches, theano
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -102,17 +104,58 @@ def test_import_works_without_pkg_resources():
     assert proc.stdout.strip() == "0.1"
 
 
-def test_python_312_is_refused_with_a_clear_message():
+def test_python_313_is_refused_with_a_clear_message():
     code = """
         import sys
-        sys.version_info = (3, 12, 0, 'final', 0)
+        sys.version_info = (3, 13, 0, 'final', 0)
         try:
             import lstm_accum
         except ImportError as err:
             print(err)
     """
     proc = run_python(code)
-    assert "Python 3.12 removed" in proc.stdout, proc.stdout + proc.stderr
+    assert "no wheels for Python 3.13" in proc.stdout, proc.stdout + proc.stderr
+    assert "(this is 3.13)" in proc.stdout
+    assert len(proc.stdout.strip().splitlines()) == 1
+
+
+def test_numpy_aliases_are_added_only_where_missing():
+    fake = types.ModuleType("fake_numpy")
+    fake.int = "NumPy's own"
+    added = patches.install_numpy_aliases(fake)
+    assert sorted(added) == ["bool", "complex", "float", "object"]
+    assert fake.int == "NumPy's own"
+    assert (fake.bool, fake.float, fake.complex, fake.object) == \
+        (bool, float, complex, object)
+    # Theano's own use of them works on every NumPy we support
+    assert theano.scalar.basic.complex_from_polar.impl(2.0, 0.0) == 2.0
+    assert np.complex is complex
+
+
+def test_numpy_include_dirs_as_theano_asks_for_them():
+    import numpy.distutils.misc_util
+    assert numpy.distutils.misc_util.get_numpy_include_dirs() == \
+        [np.get_include()]
+    stand_in = getattr(numpy.distutils, "__lstm_accum_fallback__", False)
+    assert stand_in == (sys.version_info >= (3, 12))
+
+
+def test_imp_is_provided_only_inside_the_block(monkeypatch):
+    import importlib.util
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a:
+                        None if name == "imp" else real_find_spec(name, *a))
+    saved = sys.modules.pop("imp", None)
+    try:
+        with patches.providing_imp():
+            import imp
+            assert imp.find_module("numpy")[1] == real_find_spec("numpy").origin
+            with pytest.raises(ImportError, match="no_such_module"):
+                imp.find_module("no_such_module")
+        assert "imp" not in sys.modules
+    finally:
+        if saved is not None:
+            sys.modules["imp"] = saved
 
 
 def numpy_max_pool(x, ds, st, ignore_border):
@@ -185,3 +228,18 @@ def test_graphs_with_propertyless_ops_are_cached_across_processes():
     # and op equality is untouched by the fix
     assert T.nnet.Softmax() == T.nnet.Softmax()
     assert hash(T.nnet.Softmax()) == hash(T.nnet.Softmax())
+
+
+def test_theano_modules_that_import_imp_import():
+    # theano.gpuarray (imported by theano.scan) imports this module, which
+    # does `import imp`: removed in Python 3.12.
+    code = """
+        import sys
+        import lstm_accum
+        from theano.tests.breakpoint import PdbBreakpoint
+        print(PdbBreakpoint.__name__, 'imp' in sys.modules)
+    """
+    proc = run_python(code)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == \
+        ["PdbBreakpoint", str(sys.version_info < (3, 12))]

@@ -24,7 +24,7 @@ generated function, GCC stops vectorising them.
 """
 import hashlib
 
-from ..backend import theano
+from ..backend import DEFAULT_FLAGS, DEFAULTED, theano
 
 __all__ = ["CpuCOp", "SUPPORT_CODE", "unavailable_reason"]
 
@@ -81,10 +81,10 @@ class CpuCOp(theano.Op):
             libs=False, flags=True)
 
     def c_no_compile_args(self):
-        # Our default gcc.cxxflags=-O1 -g0 (backend.py) keeps Theano's small
-        # modules quick to compile; these loops are much of the training
-        # time, so they keep Theano's -O3, unless the user chose a level.
-        from ..backend import DEFAULT_FLAGS, DEFAULTED
+        # Our default gcc.cxxflags=-O1 -g0 (backend/flags.py) keeps Theano's
+        # small modules quick to compile; these loops are much of the
+        # training time, so they keep Theano's -O3, unless the user chose a
+        # level.
         if "gcc.cxxflags" in DEFAULTED:
             return [f for f in DEFAULT_FLAGS["gcc.cxxflags"].split()
                     if f.startswith("-O")]

@@ -34,7 +34,7 @@ and no GPU implementation.
 """
 import numpy as np
 
-from ..backend import theano, T, _EmptyProps
+from ..backend import EmptyProps, theano, T
 from .base import CpuCOp
 
 __all__ = ["SoftmaxNLL", "SoftmaxNLLGrad", "softmax_nll"]
@@ -42,8 +42,8 @@ __all__ = ["SoftmaxNLL", "SoftmaxNLLGrad", "softmax_nll"]
 _VERSION = 5
 # No properties, but not the false ``()``: Theano 1.0.5 would take the ops
 # as unversioned and compile them again in every process (see
-# lstm_accum.backend._EmptyProps, which patches Theano's own ops so).
-_NO_PROPS = _EmptyProps()
+# lstm_accum.backend.patches.EmptyProps, which patches Theano's own ops so).
+_NO_PROPS = EmptyProps()
 _FLOATS = ("float32", "float64")
 _INDICES = ("int32", "int64")
 

@@ -229,12 +229,37 @@ def test_coretype_hint_under_mpi_says_how_to_pass_it():
 
 
 # -- check_kernels: BLAS against loops that are not BLAS ----------------------
-def test_check_kernels_passes_correct_kernels_quickly():
-    import time
-    blas.check_kernels()
-    start = time.perf_counter()
+def test_check_kernels_passes_correct_kernels_quickly(monkeypatch):
+    # "Quickly" as work done, not wall-clock time (the machine is shared):
+    # four small products through BLAS and their four references, about
+    # 3 million multiply-adds in all (a few milliseconds), and no process.
+    import subprocess
+
+    import numpy as np
+    real_dot, real_einsum = np.dot, np.einsum
+    shapes = []
+
+    def dot(a, b):
+        shapes.append(("dot", np.shape(a), np.shape(b)))
+        return real_dot(a, b)
+
+    def einsum(subscripts, *operands, **kwargs):
+        shapes.append(("einsum",) + tuple(np.shape(o) for o in operands))
+        return real_einsum(subscripts, *operands, **kwargs)
+
+    def no_process(*args, **kwargs):
+        raise AssertionError("check_kernels started a process")
+
+    monkeypatch.setattr(np, "dot", dot)
+    monkeypatch.setattr(np, "einsum", einsum)
+    monkeypatch.setattr(subprocess, "Popen", no_process)
     errors = blas.check_kernels()
-    assert time.perf_counter() - start < 0.05
+    gemm, gemv = ((67, 131), (131, 53)), ((67, 131), (131,))
+    assert shapes == [(kind,) + case for case in (gemm, gemm, gemv, gemm)
+                      for kind in ("dot", "einsum")]
+    multiply_adds = sum(np.prod(a) * (b[-1] if len(b) > 1 else 1)
+                        for _, a, b in shapes)
+    assert multiply_adds < 3e6
     assert set(errors) == {"float32 GEMM", "float32 GEMM (transposed)",
                            "float32 GEMV", "float64 GEMM"}
     for name, (error, tolerance) in errors.items():
