@@ -2,30 +2,94 @@
 # The README's two commands:
 #   ./run.sh train   trains the bundled example end to end
 #   ./run.sh test    runs the test suite
-# Each builds (or reuses) the virtual environment .venv first.
+# Each builds (or reuses) the virtual environment first: .venv, made with the
+# first supported Python found (python3.11, python3.12, then python3), or
+# with PYTHON=...; LSTM_ACCUM_VENV=dir picks another directory (.ci/run uses
+# .venv-3.11 and .venv-3.12).
 set -euo pipefail
 cd "$(dirname "$0")"
-PY=${PYTHON:-python3}
-VENV=.venv
+VENV=${LSTM_ACCUM_VENV:-.venv}
+THEANO_SDIST=Theano==1.0.5
+WHEEL_CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/lstm_accum/wheels
+PIP=(-m pip install -q --disable-pip-version-check)
 
-ensure_venv() {
-    local stamp="$VENV/.lstm_accum-stamp" want
-    want=$(cat setup.py constraints.txt | sha256sum | cut -d' ' -f1)
-    if [ -x "$VENV/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+# Prints "major.minor" of a Python that runs here, or fails.
+py_version() {
+    "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null
+}
+
+find_python() {
+    local candidate v
+    if [ -n "${PYTHON:-}" ]; then
+        echo "$PYTHON"
         return
     fi
-    "$PY" - <<'PYEOF' || exit 2
-import sys
-if not ((3, 8) <= sys.version_info[:2] <= (3, 11)):
-    sys.exit("lstm_accum needs Python 3.8-3.11 (Theano 1.0.5 needs distutils, "
-             "removed in 3.12); this is %s. Set PYTHON=python3.11." % sys.version.split()[0])
+    for candidate in python3.11 python3.12 python3; do
+        command -v "$candidate" >/dev/null 2>&1 || continue
+        v=$(py_version "$candidate") || continue   # e.g. a pyenv shim
+        case "$v" in 3.11|3.12) echo "$candidate"; return ;; esac
+    done
+    echo "lstm_accum needs Python 3.11 or 3.12 and found neither" \
+         "(python3.11, python3.12, python3); install one or set PYTHON=" >&2
+    exit 2
+}
+
+# Theano 1.0.5 exists only as an sdist, whose versioneer.py calls
+# configparser.SafeConfigParser(...).readfp(...), both removed in Python 3.12,
+# while pip reads its metadata.  Build the wheel once with that call
+# answered by ConfigParser (and read_file), for this one build only, and keep
+# it: it is py3-none-any, the same files pip builds on 3.11.
+theano_wheel() {
+    local wheel="$WHEEL_CACHE/Theano-1.0.5-py3-none-any.whl" shim
+    if [ ! -f "$wheel" ]; then
+        echo "==> building the Theano 1.0.5 wheel from its sdist (Python 3.12 fix); once only" >&2
+        mkdir -p "$WHEEL_CACHE"
+        shim=$(mktemp -d)
+        cat > "$shim/sitecustomize.py" <<'PYEOF'
+import configparser
+if not hasattr(configparser, "SafeConfigParser"):
+    class SafeConfigParser(configparser.ConfigParser):
+        readfp = configparser.ConfigParser.read_file
+    configparser.SafeConfigParser = SafeConfigParser
 PYEOF
-    echo "==> creating $VENV (Theano 1.0.5, Lasagne 0.1, numpy<1.24); once only" >&2
-    [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
-        -c constraints.txt "setuptools<70" wheel
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
-        -c constraints.txt -e ".[test]"
+        PYTHONPATH="$shim" "$VENV/bin/python" -m pip wheel -q \
+            --disable-pip-version-check --no-deps --no-build-isolation \
+            -w "$shim" "$THEANO_SDIST"
+        mv "$shim"/Theano-1.0.5-py3-none-any.whl "$wheel.partial"
+        mv "$wheel.partial" "$wheel"
+        rm -rf "$shim"
+    fi
+    echo "$wheel"
+}
+
+ensure_venv() {
+    local py v stamp="$VENV/.lstm_accum-stamp" want have
+    py=$(find_python)
+    v=$(py_version "$py") || { echo "PYTHON=$py does not run" >&2; exit 2; }
+    case "$v" in
+        3.8|3.9|3.10|3.11|3.12) ;;
+        *) echo "lstm_accum needs Python 3.11 or 3.12 (3.8-3.10 untested);" \
+                "$py is $v. Python 3.13+ has no NumPy 1.x wheels, whose C API" \
+                "Theano 1.0.5's C code needs. Set PYTHON=python3.12." >&2
+           exit 2 ;;
+    esac
+    want=$( (cat setup.py constraints.txt; echo "$v") | sha256sum | cut -d' ' -f1)
+    if [ -x "$VENV/bin/python" ]; then
+        have=$(py_version "$VENV/bin/python" || echo "broken")
+        if [ "$have" != "$v" ]; then
+            echo "$VENV holds Python $have, not $v ($py): remove it, or choose" \
+                 "another directory with LSTM_ACCUM_VENV=.venv-$v" >&2
+            exit 2
+        fi
+        [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && return
+    fi
+    echo "==> creating $VENV with Python $v (Theano 1.0.5, Lasagne 0.1); once only" >&2
+    [ -x "$VENV/bin/python" ] || "$py" -m venv "$VENV"
+    "$VENV/bin/python" "${PIP[@]}" -c constraints.txt "setuptools<70" wheel
+    case "$v" in
+        3.12) "$VENV/bin/python" "${PIP[@]}" -c constraints.txt "$(theano_wheel)" ;;
+    esac
+    "$VENV/bin/python" "${PIP[@]}" -c constraints.txt -e ".[test]"
     echo "$want" > "$stamp"
 }
 
@@ -44,8 +108,7 @@ ensure_mpi() {
         fi
     fi
     if ! "$VENV/bin/python" -c "import mpi4py" >/dev/null 2>&1; then
-        "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
-            -c constraints.txt mpi4py
+        "$VENV/bin/python" "${PIP[@]}" -c constraints.txt mpi4py
     fi
 }
 
@@ -65,6 +128,7 @@ case "$cmd" in
         ;;
     *)
         echo "usage: ./run.sh train [options]   |   ./run.sh test [pytest options]" >&2
+        echo "       PYTHON=python3.12 ./run.sh ...   LSTM_ACCUM_VENV=dir ./run.sh ..." >&2
         exit 2
         ;;
 esac

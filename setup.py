@@ -3,9 +3,10 @@ import sys
 
 from setuptools import find_packages, setup
 
-if sys.version_info >= (3, 12) or sys.version_info < (3, 8):
-    sys.exit("lstm_accum supports Python 3.8 to 3.11: Theano 1.0.5 needs "
-             "'distutils', which Python 3.12 removed. Use python3.11.")
+if sys.version_info >= (3, 13) or sys.version_info < (3, 8):
+    sys.exit("lstm_accum supports Python 3.11 and 3.12 (3.8-3.10 untested), "
+             "not %d.%d: Theano 1.0.5's C code needs NumPy 1.x, which has no "
+             "wheels for 3.13+." % sys.version_info[:2])
 
 setup(
     name="lstm_accum",
@@ -16,12 +17,20 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     packages=find_packages(include=["lstm_accum", "lstm_accum.*"]),
-    python_requires=">=3.8,<3.12",
+    python_requires=">=3.8,<3.13",
     install_requires=[
+        # On Python 3.12 the Theano sdist needs one fix to build (run.sh
+        # builds and caches that wheel; README, "Python 3.12").
         "Theano==1.0.5",
         "Lasagne==0.1",
-        "numpy>=1.21,<1.24",
-        "scipy>=1.9.2,<1.11",     # 1.9.2+ has cp311 wheels; <1.11 for numpy<1.24
+        # NumPy < 1.24 has no 3.12 wheels; 1.26 is the last 1.x, whose C API
+        # Theano's C code is written against.  lstm_accum.backend gives
+        # NumPy >= 1.24 back the aliases Theano uses (np.complex, ...).
+        "numpy>=1.21,<1.24; python_version < '3.12'",
+        "numpy>=1.26,<1.27; python_version >= '3.12'",
+        # 1.9.2+ has cp311 wheels; <1.11 for numpy<1.24; 1.11.2+ has cp312
+        "scipy>=1.9.2,<1.11; python_version < '3.12'",
+        "scipy>=1.11.2,<1.12; python_version >= '3.12'",
         # setuptools 70 dropped pkg_resources, which Lasagne 0.1 imports;
         # lstm_accum.backend also provides a fallback when it is missing.
         "setuptools<70",
@@ -38,6 +47,7 @@ setup(
         "Programming Language :: Python :: 3.9",
         "Programming Language :: Python :: 3.10",
         "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
         "Topic :: Scientific/Engineering :: Artificial Intelligence",
     ],
 )
