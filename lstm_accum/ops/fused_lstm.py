@@ -31,7 +31,7 @@ and no GPU implementation: on a GPU device the model builder keeps scan.
 """
 import numpy as np
 
-from ..backend import theano, T
+from ..backend import lasagne, theano, T
 from .base import CpuCOp, unavailable_reason
 
 __all__ = ["FusedLSTM", "FusedLSTMGrad", "fused_lstm", "fused_supported"]
@@ -57,7 +57,7 @@ def fused_supported(layer, mask=None):
     str or None
         A short reason, e.g. ``'a mask input'``; None when supported.
     """
-    nl = lasagne_nonlinearities()
+    nl = lasagne.nonlinearities
     if mask is not None:
         return "a mask input"
     if layer.backwards:
@@ -74,11 +74,6 @@ def fused_supported(layer, mask=None):
         if getattr(layer, name) is not nl.tanh:
             return "%s other than tanh" % name
     return unavailable_reason()
-
-
-def lasagne_nonlinearities():
-    import lasagne.nonlinearities
-    return lasagne.nonlinearities
 
 
 def fused_lstm(input_contrib, W_hid, W_ci, W_cf, W_co, cell_init, hid_init,
