@@ -221,7 +221,7 @@ def test_sigmoid_within_3_ulps_where_the_result_is_normal(fused_gates):
     assert got[0] == 1.0 and got[1] == 0.0 and np.isnan(got[2])
 
 
-# -- whole operations in float32 against independent code ----------------------
+# -- whole operations in float32 against independent code ---------------------
 
 V_IN, H = 11, 8
 CLIP = 0.3

@@ -89,7 +89,7 @@ def _records(out):
         return [json.loads(line) for line in f]
 
 
-# -- non-finite windows ----------------------------------------------------------
+# -- non-finite windows ------------------------------------------------------
 
 @pytest.mark.slow
 def test_exit_status_3_after_max_bad_windows_and_skips_in_progress_bar(
@@ -133,7 +133,7 @@ def test_validation_of_a_diverged_model_does_not_crash(corpus, tmp_path):
     assert proc.returncode in (0, 3)
 
 
-# -- MPI -------------------------------------------------------------------------
+# -- MPI ---------------------------------------------------------------------
 
 @pytest.mark.slow
 def test_partial_window_carry_is_refused_under_mpi(corpus, tmp_path):

@@ -78,7 +78,8 @@ def test_two_layer_fused_equals_scan_float64_with_input_gradient():
 
 
 UNSUPPORTED = [
-    pytest.param(dict(gradient_steps=3), "gradient_steps", id="gradient_steps"),
+    pytest.param(dict(gradient_steps=3), "gradient_steps",
+                 id="gradient_steps"),
     pytest.param(dict(nonlinearity=NL.rectify), "nonlinearity other than tanh",
                  id="output-rectify"),
     pytest.param(dict(cell=L.Gate(W_cell=None, nonlinearity=NL.sigmoid)),

@@ -10,11 +10,11 @@ layers, the GRU and dropout (its random streams), in float64 with Theano's
 FAST_COMPILE mode (no C compilation), and one float32 case through the C
 linker (our fused C operations, the default training path).  ``k = 12`` is
 not a multiple of ``--valid-every 5``, and ``2k = 24`` crosses the end of
-the first epoch (about 17 windows), so the resumed run also continues a
-partial window and a new epoch plan.
+the first epoch (about 17 windows), so the resumed run also goes through
+an epoch's end (its partial window, then the next epoch's plan).
 
-Cases are combined (e.g. momentum with masks and the GRU) to keep the runs few: each is
-three short training processes, the first two side by side.
+Cases are combined (e.g. momentum with masks and the GRU) to keep the runs
+few: each is three short training processes, the first two side by side.
 """
 import os
 import subprocess
