@@ -147,3 +147,13 @@ def test_perplexity_through_the_iterators(models):
 def test_perplexity_of_batches_rejects_no_tokens():
     with pytest.raises(InputError, match="no target tokens"):
         perplexity_of_batches(lambda *a: (0.0, 0), [])
+
+
+def test_perplexity_of_a_diverged_model_is_inf_not_an_error():
+    from lstm_accum.evaluation.scoring import score_of
+    # 800 nats per token: exp() of it overflows a float64
+    score = score_of(800.0 * 3, 3, 1)
+    assert score.perplexity == math.inf
+    assert score.nll == 2400.0 and score.tokens == 3
+    # just below the overflow, still the exact number
+    assert score_of(700.0, 1, 1).perplexity == pytest.approx(math.exp(700))

@@ -40,8 +40,11 @@ def score_of(nll, tokens, sentences):
     if tokens <= 0:
         raise InputError("nothing to score: the data has no target tokens "
                          "(an empty corpus?); give at least one sentence")
-    return Score(float(nll), int(tokens), int(sentences),
-                 float(math.exp(nll / tokens)))
+    try:
+        ppl = math.exp(nll / tokens)
+    except OverflowError:   # a diverged model: > ~709 nats per token
+        ppl = math.inf
+    return Score(float(nll), int(tokens), int(sentences), float(ppl))
 
 
 def perplexity_of_batches(score_fn, batches):
@@ -94,6 +97,7 @@ def score_corpus(model_or_fn, corpus, batch_size=32, batching=None,
     Returns
     -------
     Score
+        As :func:`perplexity_of_batches` gives it for the corpus's batches.
 
     Raises
     ------

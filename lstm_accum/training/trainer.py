@@ -223,16 +223,8 @@ class Trainer(object):
     def save_checkpoint(self, best=False):
         """Write ``checkpoint.npz`` (and ``best.npz`` when ``best``).
 
-        Returns
-        -------
-        str
-            The latest checkpoint's path.
-
-        Raises
-        ------
-        CheckpointError
-            When the file cannot be written; the previous one is untouched
-            and the state stays in memory.
+        Returns and raises as :meth:`CheckpointStore.save` does; when it
+        raises, the state stays in memory.
         """
         if not self.dist.is_root:
             return self.store.checkpoint_path     # only rank 0 writes
@@ -416,8 +408,9 @@ class Trainer(object):
             note += "; not checkpointed (non-finite)"
         self.reporter.plot(len(self.vocab))
         self.reporter.line(
-            "validation at update %d: perplexity %.2f (best %.2f, unigram "
-            "%.2f)%s" % (s.update, ppl, record["best"],
+            "validation at update %d: perplexity %.2f (best %s, unigram "
+            "%.2f)%s" % (s.update, ppl, "n/a" if record["best"] is None
+                         else "%.2f" % record["best"],
                          self.data.unigram_perplexity, note))
         return decision.stop
 
