@@ -365,7 +365,7 @@ class GradientAccumulator(object):
         Raises
         ------
         IncompatibleStateError
-            Naming the first missing, unexpected or mismatching key (shape,
-            dtype kind, fixed setting); then nothing was changed.
+            As :meth:`~lstm_accum.accumulation.state.StateCodec.decode`
+            says; then nothing was changed.
         """
         self.policy.bad_windows = self._codec().restore(state)

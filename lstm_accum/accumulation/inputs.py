@@ -204,6 +204,25 @@ def check_vocab_size(vocab_size):
     return int(vocab_size)
 
 
+def _given_or_found(name, given, inputs, find):
+    # ``given`` when it is one of ``inputs``; ``find(inputs)`` when it is None.
+    if given is None:
+        return find(inputs)
+    if given not in inputs:
+        raise InputError("%s must be one of inputs" % name)
+    return given
+
+
+def _last_integer(inputs):
+    ints = [v for v in inputs if v.dtype.startswith(("int", "uint"))]
+    return ints[-1] if ints else None
+
+
+def _only_mask_named(inputs):
+    named = [v for v in inputs if v.name and "mask" in v.name.lower()]
+    return named[0] if len(named) == 1 else None
+
+
 def find_targets(inputs, targets=None):
     """The target ids among ``inputs``: ``targets``, or the last integer one.
 
@@ -216,32 +235,15 @@ def find_targets(inputs, targets=None):
     InputError
         When ``targets`` is given but is not one of ``inputs``.
     """
-    if targets is not None:
-        if targets not in inputs:
-            raise InputError("targets must be one of inputs")
-        return targets
-    ints = [v for v in inputs if v.dtype.startswith(("int", "uint"))]
-    return ints[-1] if ints else None
+    return _given_or_found("targets", targets, inputs, _last_integer)
 
 
 def find_mask(inputs, mask=None):
     """The mask among ``inputs``: ``mask``, or the one input named '*mask*'.
 
-    Returns
-    -------
-    Theano variable or None
-
-    Raises
-    ------
-    InputError
-        When ``mask`` is given but is not one of ``inputs``.
+    Returns and raises as :func:`find_targets` does (for ``mask``).
     """
-    if mask is not None:
-        if mask not in inputs:
-            raise InputError("mask must be one of inputs")
-        return mask
-    named = [v for v in inputs if v.name and "mask" in v.name.lower()]
-    return named[0] if len(named) == 1 else None
+    return _given_or_found("mask", mask, inputs, _only_mask_named)
 
 
 def call_counts(inputs, normalize, num_samples=None, num_tokens=None,

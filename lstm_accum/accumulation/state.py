@@ -125,11 +125,8 @@ class StateCodec(object):
             list(self.hyper)
 
     def encode(self, bad_windows):
-        """The state as copies of the variables' values.
-
-        Parameters
-        ----------
-        bad_windows : int
+        """The state as copies of the variables' values, with the int
+        ``bad_windows`` (the count of consecutive non-finite windows).
 
         Returns
         -------
@@ -143,12 +140,8 @@ class StateCodec(object):
         return out
 
     def decode(self, state):
-        """Check ``state`` and convert it, changing nothing.
-
-        Parameters
-        ----------
-        state : mapping of str -> array
-            Exactly the keys of :attr:`keys`.
+        """Check ``state`` (a mapping of str -> array with exactly the keys
+        of :attr:`keys`) and convert it, changing nothing.
 
         Returns
         -------

@@ -1,11 +1,12 @@
 """What every ``lstm-accum`` subcommand shares: the program's name, its exit
-statuses, printing a line and checking that an input file exists."""
+statuses, printing a line, checking that an input file exists, and the
+CHECKPOINT argument of eval and sample."""
 import os
 
 from ..exceptions import InputError
 
 __all__ = ["PROG", "EXIT_USER_ERROR", "EXIT_NON_FINITE", "EXIT_INTERRUPTED",
-           "say", "check_file", "one_line"]
+           "say", "add_checkpoint_argument", "check_file", "one_line"]
 
 PROG = "lstm-accum"
 #: A bad argument, input file or checkpoint (one line on stderr).
@@ -19,6 +20,13 @@ EXIT_INTERRUPTED = 130
 def say(line):
     """Print one line of a command's output on stdout, at once."""
     print(line, flush=True)
+
+
+def add_checkpoint_argument(parser):
+    """Add the positional CHECKPOINT (``args.checkpoint``) of eval and
+    sample."""
+    parser.add_argument("checkpoint", metavar="CHECKPOINT",
+                        help="checkpoint.npz or best.npz of a run")
 
 
 def check_file(path, what):

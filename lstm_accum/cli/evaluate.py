@@ -7,7 +7,7 @@ from ..data import encode_file
 from ..evaluation import score_corpus, unigram_perplexity_from_counts
 from ..models import load_model
 from .arguments import int_argument
-from .common import check_file, say
+from .common import add_checkpoint_argument, check_file, say
 
 __all__ = ["NAME", "HELP", "add_arguments", "run"]
 
@@ -17,8 +17,7 @@ HELP = "perplexity of a trained model on a text file"
 
 def add_arguments(parser):
     """Add CHECKPOINT, CORPUS and ``--batch-size``."""
-    parser.add_argument("checkpoint", metavar="CHECKPOINT",
-                        help="checkpoint.npz or best.npz of a run")
+    add_checkpoint_argument(parser)
     parser.add_argument("corpus", metavar="CORPUS",
                         help="UTF-8 text file, one sentence per line")
     parser.add_argument("--batch-size", type=int_argument(1), default=32,

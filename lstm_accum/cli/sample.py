@@ -4,7 +4,7 @@ loop)."""
 from ..evaluation import sample_sentences
 from ..models import load_model
 from .arguments import int_argument, number_argument
-from .common import check_file, say
+from .common import add_checkpoint_argument, check_file, say
 
 __all__ = ["NAME", "HELP", "add_arguments", "run"]
 
@@ -14,8 +14,7 @@ HELP = "sample sentences from a trained model"
 
 def add_arguments(parser):
     """Add CHECKPOINT and the sampling options."""
-    parser.add_argument("checkpoint", metavar="CHECKPOINT",
-                        help="checkpoint.npz or best.npz of a run")
+    add_checkpoint_argument(parser)
     parser.add_argument("-n", "--num", type=int_argument(1), default=5,
                         help="number of sentences (default %(default)s)")
     parser.add_argument("--temperature", type=number_argument(

@@ -67,11 +67,12 @@ def unigram_probabilities(train_corpus, vocab_size, smoothing=1.0):
     Returns
     -------
     numpy.ndarray of float64, shape ``(vocab_size,)``
+        ``p`` over all V ids (summing to 1 up to rounding).
 
     Raises
     ------
     InputError
-        For ``smoothing <= 0`` or ids outside ``[0, vocab_size)``.
+        For ``smoothing <= 0``, or as :func:`target_counts` raises.
     """
     if not smoothing > 0:
         raise InputError("smoothing must be > 0, got %r" % (smoothing,))

@@ -94,10 +94,46 @@ class _IdInputMixin(object):
             sequences.append(mask.dimshuffle(1, 0, 'x'))
         return sequences
 
+    def _split_inputs(self, inputs, stacked_params):
+        """The ids, the mask (or None), the batch size and the stacked hidden
+        weights and biases (from ``stacked_params(self)``) of a call."""
+        ids = inputs[0]
+        mask = inputs[1] if len(inputs) > 1 else None
+        _, W_hid_stacked, b_stacked = stacked_params(self)
+        return ids, mask, ids.shape[0], W_hid_stacked, b_stacked
+
     def _input_n(self, input_n, W_in_gates, b_stacked):
         if self.precompute_input:
             return input_n
         return self._lookup(W_in_gates, input_n) + b_stacked
+
+    def _input_non_sequences(self, W_in_gates, b_stacked):
+        """What the step's row lookup takes: the gates' input weights and
+        the stacked biases, or as many placeholders when the rows are
+        precomputed."""
+        if self.precompute_input:
+            return [()] * (len(W_in_gates) + 1)
+        return W_in_gates + [b_stacked]
+
+    def _scan(self, step, sequences, outputs_info, non_seqs):
+        """The scan outputs of ``step`` over time, in the layer's direction
+        and with its gradient truncation."""
+        return theano.scan(
+            fn=step,
+            sequences=sequences,
+            outputs_info=outputs_info,
+            go_backwards=self.backwards,
+            truncate_gradient=self.gradient_steps,
+            non_sequences=non_seqs,
+            strict=True)[0]
+
+    def _batch_major(self, hid_out):
+        """Hidden states ``(T, B, H)`` of the scan as ``(B, T, H)``, in
+        input order."""
+        hid_out = hid_out.dimshuffle(1, 0, 2)
+        if self.backwards:
+            hid_out = hid_out[:, ::-1]
+        return hid_out
 
 
 class _FusedLSTMMixin(object):
@@ -235,10 +271,8 @@ class IdLSTMLayer(_FusedLSTMMixin, _IdInputMixin, L.LSTMLayer):
         self._set_impl(impl)
 
     def get_output_for(self, inputs, **kwargs):
-        ids = inputs[0]
-        mask = inputs[1] if len(inputs) > 1 else None
-        num_batch = ids.shape[0]
-        _, W_hid_stacked, b_stacked = lstm_stacked_params(self)
+        ids, mask, num_batch, W_hid_stacked, b_stacked = self._split_inputs(
+            inputs, lstm_stacked_params)
         W_in_gates = [self.W_in_to_ingate, self.W_in_to_forgetgate,
                       self.W_in_to_cell, self.W_in_to_outgate]
         if self._use_fused(mask):
@@ -271,24 +305,12 @@ class IdLSTMLayer(_FusedLSTMMixin, _IdInputMixin, L.LSTMLayer):
                          self.W_cell_to_outgate]
         else:
             non_seqs += [(), (), ()]
-        if self.precompute_input:
-            non_seqs += [(), (), (), (), ()]
-        else:
-            non_seqs += W_in_gates + [b_stacked]
-
-        cell_out, hid_out = theano.scan(
-            fn=step_masked if mask is not None else step,
-            sequences=sequences,
-            outputs_info=[_initial_state(self.cell_init, num_batch),
-                          _initial_state(self.hid_init, num_batch)],
-            go_backwards=self.backwards,
-            truncate_gradient=self.gradient_steps,
-            non_sequences=non_seqs,
-            strict=True)[0]
-        hid_out = hid_out.dimshuffle(1, 0, 2)
-        if self.backwards:
-            hid_out = hid_out[:, ::-1]
-        return hid_out
+        non_seqs += self._input_non_sequences(W_in_gates, b_stacked)
+        cell_out, hid_out = self._scan(
+            step_masked if mask is not None else step, sequences,
+            [_initial_state(self.cell_init, num_batch),
+             _initial_state(self.hid_init, num_batch)], non_seqs)
+        return self._batch_major(hid_out)
 
 
 class IdGRULayer(_IdInputMixin, L.GRULayer):
@@ -300,20 +322,15 @@ class IdGRULayer(_IdInputMixin, L.GRULayer):
 
     Parameters
     ----------
-    incoming : Layer or tuple
-        Gives int32 word ids of shape ``(batch, time)``.
-    num_units : int
-        Number of hidden units H.
-    vocab_size : int
-        V, the number of rows of the input weights.
+    incoming, num_units, vocab_size
+        As for :class:`IdLSTMLayer`.
     **kwargs
         Any ``GRULayer`` argument except ``unroll_scan``.
 
     Raises
     ------
     InputError
-        For a vocabulary size < 1, ``unroll_scan=True`` or an incoming that
-        is not 2-D.
+        As for :class:`IdLSTMLayer`.
     """
 
     #: One step is :func:`~lstm_accum.models.steps.gru_step`.
@@ -324,10 +341,8 @@ class IdGRULayer(_IdInputMixin, L.GRULayer):
                             kwargs)
 
     def get_output_for(self, inputs, **kwargs):
-        ids = inputs[0]
-        mask = inputs[1] if len(inputs) > 1 else None
-        num_batch = ids.shape[0]
-        _, W_hid_stacked, b_stacked = gru_stacked_params(self)
+        ids, mask, num_batch, W_hid_stacked, b_stacked = self._split_inputs(
+            inputs, gru_stacked_params)
         W_in_gates = [self.W_in_to_resetgate, self.W_in_to_updategate,
                       self.W_in_to_hidden_update]
         sequences = self._sequences(ids, mask, W_in_gates, b_stacked)
@@ -342,24 +357,12 @@ class IdGRULayer(_IdInputMixin, L.GRULayer):
             hid = step(input_n, hid_previous, *args)
             return hid * mask_n + hid_previous * (1 - mask_n)
 
-        non_seqs = [W_hid_stacked]
-        if self.precompute_input:
-            non_seqs += [(), (), (), ()]
-        else:
-            non_seqs += W_in_gates + [b_stacked]
-
-        hid_out = theano.scan(
-            fn=step_masked if mask is not None else step,
-            sequences=sequences,
-            outputs_info=[_initial_state(self.hid_init, num_batch)],
-            go_backwards=self.backwards,
-            truncate_gradient=self.gradient_steps,
-            non_sequences=non_seqs,
-            strict=True)[0]
-        hid_out = hid_out.dimshuffle(1, 0, 2)
-        if self.backwards:
-            hid_out = hid_out[:, ::-1, :]
-        return hid_out
+        non_seqs = [W_hid_stacked] + self._input_non_sequences(W_in_gates,
+                                                               b_stacked)
+        hid_out = self._scan(
+            step_masked if mask is not None else step, sequences,
+            [_initial_state(self.hid_init, num_batch)], non_seqs)
+        return self._batch_major(hid_out)
 
 
 class IdsToOneHotLayer(L.Layer):

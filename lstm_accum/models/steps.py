@@ -51,6 +51,16 @@ def step_kind(layer):
     return kind if kind in STEP_KINDS else None
 
 
+def _stacked_params(layer, gates):
+    # Each of W_in_to_*, W_hid_to_* and b_* joined over ``gates``, in order.
+    W_in = T.concatenate([getattr(layer, "W_in_to_" + g) for g in gates],
+                         axis=1)
+    W_hid = T.concatenate([getattr(layer, "W_hid_to_" + g) for g in gates],
+                          axis=1)
+    b = T.concatenate([getattr(layer, "b_" + g) for g in gates], axis=0)
+    return W_in, W_hid, b
+
+
 def lstm_stacked_params(layer):
     """Stacked input weights, hidden weights and biases of an LSTM layer.
 
@@ -65,38 +75,17 @@ def lstm_stacked_params(layer):
         ``(num_inputs, 4H)``, ``(H, 4H)`` and ``(4H,)``, gates in Lasagne's
         order: input gate, forget gate, cell, output gate.
     """
-    W_in = T.concatenate([layer.W_in_to_ingate, layer.W_in_to_forgetgate,
-                          layer.W_in_to_cell, layer.W_in_to_outgate], axis=1)
-    W_hid = T.concatenate([layer.W_hid_to_ingate, layer.W_hid_to_forgetgate,
-                           layer.W_hid_to_cell, layer.W_hid_to_outgate],
-                          axis=1)
-    b = T.concatenate([layer.b_ingate, layer.b_forgetgate, layer.b_cell,
-                       layer.b_outgate], axis=0)
-    return W_in, W_hid, b
+    return _stacked_params(layer, ("ingate", "forgetgate", "cell",
+                                   "outgate"))
 
 
 def gru_stacked_params(layer):
-    """Stacked input weights, hidden weights and biases of a GRU layer.
-
-    Parameters
-    ----------
-    layer : lasagne.layers.GRULayer
-        The layer (or a subclass with the same parameters).
-
-    Returns
-    -------
-    W_in_stacked, W_hid_stacked, b_stacked : Theano expressions
-        ``(num_inputs, 3H)``, ``(H, 3H)`` and ``(3H,)``, in Lasagne's order:
-        reset gate, update gate, hidden update.
-    """
-    W_in = T.concatenate([layer.W_in_to_resetgate, layer.W_in_to_updategate,
-                          layer.W_in_to_hidden_update], axis=1)
-    W_hid = T.concatenate([layer.W_hid_to_resetgate,
-                           layer.W_hid_to_updategate,
-                           layer.W_hid_to_hidden_update], axis=1)
-    b = T.concatenate([layer.b_resetgate, layer.b_updategate,
-                       layer.b_hidden_update], axis=0)
-    return W_in, W_hid, b
+    """The same as :func:`lstm_stacked_params` for a ``GRULayer`` (or a
+    subclass with the same parameters): ``(num_inputs, 3H)``, ``(H, 3H)``
+    and ``(3H,)``, in Lasagne's order: reset gate, update gate, hidden
+    update."""
+    return _stacked_params(layer, ("resetgate", "updategate",
+                                   "hidden_update"))
 
 
 def lstm_step(layer, input_n, cell_previous, hid_previous, W_hid_stacked,
