@@ -408,11 +408,13 @@ def test_importing_lstm_accum_never_restarts_or_changes_the_environment():
 
 
 def test_console_main_selects_kernels_first(monkeypatch):
+    import importlib
     from lstm_accum import cli
+    program = importlib.import_module("lstm_accum.cli.program")
     order = []
     monkeypatch.setattr(blas, "select_kernels",
                         lambda **kw: order.append(("select", kw)))
-    monkeypatch.setattr(cli, "main", lambda: order.append(("main",)) or 0)
+    monkeypatch.setattr(program, "main", lambda: order.append(("main",)) or 0)
     with pytest.raises(SystemExit) as info:
         cli.console_main()
     assert info.value.code == 0
@@ -440,7 +442,7 @@ def test_train_prints_the_hint_only_for_a_valid_run(monkeypatch, capsys,
     # user; a user error stays one line.
     import importlib
     from lstm_accum import cli
-    train = importlib.import_module("lstm_accum.training.trainer")  # not train()
+    train = importlib.import_module("lstm_accum.cli.train")  # the command
     monkeypatch.setattr(blas, "coretype_hint",
                         lambda *args, **kwargs: "hint: faster kernels")
     out = str(tmp_path / "run")
@@ -448,10 +450,16 @@ def test_train_prints_the_hint_only_for_a_valid_run(monkeypatch, capsys,
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "does not exist" in err
 
-    def no_training(config, log=None):
-        raise InputError("stopped before training")
+    class NoTraining(object):
+        """Set up (the settings were valid), then stops at run()."""
 
-    monkeypatch.setattr(train, "Trainer", no_training)
+        def __init__(self, config, log=None):
+            pass
+
+        def run(self):
+            raise InputError("stopped before training")
+
+    monkeypatch.setattr(train, "Trainer", NoTraining)
     corpus = tmp_path / "c.txt"
     corpus.write_text("a b c\nd e f\n")
     assert cli.main(["train", str(corpus), "--out", out]) == 2
