@@ -19,8 +19,8 @@ operations take the logits *without* the bias.
 
 Accuracy: float64 agrees with a SciPy reference to ~1e-15.  In float32,
 ``exp`` is a Cephes polynomial (relative error ~1e-7,
-:mod:`lstm_accum.ops.base`) and the sums are kept in double: the softmax denominators (in float32 they
-were off by ~1e-6 relative) and the bias gradient (float32 sums over 4000
+:mod:`lstm_accum.ops.base`) and the sums are kept in double: the softmax
+denominators (in float32 they were off by ~1e-6 relative) and the bias gradient (float32 sums over 4000
 rows, V = 2000, were off by ~1e-6 of its largest element; double sums, in
 blocks of 16 float32 rows, by ~3e-8, the final rounding).  Both then agree
 with Theano's operation, which sums in double too, to ~1e-7.
