@@ -17,13 +17,14 @@ C loops, and its gradient is a second scalar operation plus a separate
 The matrix product ``x W`` stays outside (Theano's ``Dot22``, BLAS): the
 operations take the logits *without* the bias.
 
-Accuracy: float64 agrees with a SciPy reference to ~1e-15.  In float32,
+Accuracy: float64 agrees with a SciPy reference to ~1e-15. In float32,
 ``exp`` is a Cephes polynomial (relative error ~1e-7,
 :mod:`lstm_accum.ops.base`) and the sums are kept in double: the softmax
-denominators (in float32 they were off by ~1e-6 relative) and the bias gradient (float32 sums over 4000
-rows, V = 2000, were off by ~1e-6 of its largest element; double sums, in
-blocks of 16 float32 rows, by ~3e-8, the final rounding).  Both then agree
-with Theano's operation, which sums in double too, to ~1e-7.
+denominators (in float32 they were off by ~1e-6 relative) and the bias
+gradient (float32 sums over 4000 rows, V = 2000, were off by ~1e-6 of its
+largest element; double sums, in blocks of 16 float32 rows, by ~3e-8, the
+final rounding). Both then agree with Theano's operation, which sums in
+double too, to ~1e-7.
 
 Speed (``benchmarks/softmax_nll.py``, float32, V = 2000, one core): about
 0.6 ns per element forward and 1 ns forward + backward, ~10x Theano's
