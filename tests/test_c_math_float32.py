@@ -31,7 +31,7 @@ from helpers import float64
 
 L = lasagne.layers
 FLT_MIN = float(np.finfo(np.float32).tiny)        # 2**-126
-#: Above this, exp's scale factor 2**n has n = 128 (see the xfail below).
+#: Above this, exp's scale factor 2**n has n = 128 (its exponent bits overflow).
 EXP_SCALE_OVERFLOW = float(np.float32(127.5 / np.log2(np.e)))
 #: ln(FLT_MAX): above it exp overflows in float32 anyway.
 LN_FLT_MAX = float(np.log(np.finfo(np.float32).max))
@@ -173,12 +173,6 @@ def test_exp_saturates_outside_the_normal_range(probe):
     assert got[0] == np.inf and 0 < got[1] <= FLT_MIN and np.isnan(got[2])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "lstm_accum_exp returns inf for x in [88.3763, 88.7228), where float32 "
-    "exp is finite (up to 3.4e38): the scale 2**n is built from exponent "
-    "bits, and n = 128 overflows them; the base.py docstring claims a "
-    "relative error of about 1e-7. Harmless in our operations (softmax "
-    "calls exp(z - max) <= 1; sigmoid and tanh saturate correctly)"))
 def test_exp_is_finite_wherever_float32_exp_is(probe):
     x = _grid()
     x = x[(x >= EXP_SCALE_OVERFLOW) & (x < LN_FLT_MAX)]
