@@ -98,18 +98,9 @@ def defaults_to_apply(environ):
 
 
 def flags_with_defaults(environ):
-    """``THEANO_FLAGS`` with the defaults the user did not set put first.
-
-    Parameters
-    ----------
-    environ : mapping
-        The environment to read ``THEANO_FLAGS`` and ``THEANORC`` from.
-
-    Returns
-    -------
-    str
-        The value to give ``THEANO_FLAGS`` while Theano imports.
-    """
+    """``THEANO_FLAGS`` with the defaults the user did not set put first:
+    the value to give it while Theano imports (``environ`` as for
+    :func:`defaults_to_apply`)."""
     defaults = ["%s=%s" % (k, DEFAULT_FLAGS[k])
                 for k in defaults_to_apply(environ)]
     # The user's own flags come last: in THEANO_FLAGS a later key wins, so

@@ -203,18 +203,9 @@ def coretype_hint(corename=None, flags=None, environ=None):
 
 
 def under_mpi(environ=None):
-    """Whether an MPI launcher (``mpirun``, ``mpiexec``, ``srun --mpi``)
-    started this process, judged from its environment only.
-
-    Parameters
-    ----------
-    environ : mapping, optional
-        Default ``os.environ``.
-
-    Returns
-    -------
-    bool
-    """
+    """True when an MPI launcher (``mpirun``, ``mpiexec``, ``srun --mpi``)
+    started this process, judged from ``environ`` (default ``os.environ``)
+    only: any of the variables such launchers set is there."""
     environ = os.environ if environ is None else environ
     return any(name in environ for name in _MPI_VARIABLES)
 
