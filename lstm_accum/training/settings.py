@@ -250,9 +250,10 @@ SETTINGS = (
     Setting("min_improvement", float, 0.0, "relative perplexity gain that "
             "counts as an improvement (default %(default)s)", low=0, high=1,
             high_open=True, expected="a number in [0, 1)"),
-    Setting("patience", int, 3, "stop after this many validations without "
-            "improvement; each halves the learning rate (0: never stop; "
-            "default %(default)s)", low=0, resumable=True,
+    Setting("patience", int, 3, "stop at the N-th validation in a row "
+            "without improvement; each one before it decays the learning "
+            "rate, so N-1 decays (0: never stop; default %(default)s)",
+            low=0, resumable=True,
             flag=Flag("--patience")),
     # -- run -----------------------------------------------------------------
     Setting("seed", int, 1, "weights, split, minibatch order (default "

@@ -49,8 +49,9 @@ Schedule
 Validation perplexity is computed every ``valid_every`` updates and at the
 end of every epoch. When it did not improve on the best so far by a
 relative ``min_improvement``, the learning rate is multiplied by
-``lr_decay`` (halved by default, as theanolm does); after ``patience``
-validations in a row without improvement training stops early. Reaching
+``lr_decay`` (halved by default, as theanolm does), except that the
+``patience``-th validation in a row without improvement stops training
+instead (so ``patience - 1`` decays come before the stop). Reaching
 ``max_updates`` ends training with a report-only validation that does not
 change the schedule, so stopping after ``k`` updates and resuming gives the
 same run as never stopping.
