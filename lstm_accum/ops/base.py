@@ -18,8 +18,12 @@ things that are easy to get wrong:
 
 :data:`SUPPORT_CODE` also has branch-free, vectorisable ``lstm_accum_exp``
 and ``lstm_accum_tanh`` for float (Cephes' polynomials, within 2 ulps of the
-exact value over the whole float range, +-inf and NaN included:
-``tests/test_c_math_float32.py``) and the C library's for double.  Loops meant to be vectorised go in
+exact value over the whole float range, +-inf and NaN included, except that
+``lstm_accum_exp`` gives +inf from x = 88.3763 on, where its scale 2**128
+overflows the exponent bits, short of float32's own overflow at 88.7228:
+our operations call it only on arguments <= 0 or where the result
+saturates; ``tests/test_c_math_float32.py``) and the C library's for
+double.  Loops meant to be vectorised go in
 ``__attribute__((noinline))`` functions: inlined into Theano's large
 generated function, GCC stops vectorising them.
 """
@@ -124,17 +128,11 @@ static inline float lstm_accum_exp(float x)
     y = y * r + 1.6666665459E-1f;
     y = y * r + 5.0000001201E-1f;
     y = y * z + r + 1.0f;
-    /* 2**fx from its exponent bits; fx reaches 128 for x in [88.376,
-       88.723), past the largest exponent (254), so take 2**127 and double
-       the product there (exact: a finite result, or inf where expf's is).
-       Elsewhere the factor is 1 and the result the same bits as before. */
     int n = (int)fx + 127;
-    int top = n > 254;
-    n -= top;
     unsigned int bits = (unsigned int)n << 23;
     float scale;
     std::memcpy(&scale, &bits, sizeof scale);
-    return y * scale * (top ? 2.0f : 1.0f);
+    return y * scale;
 }
 
 static inline float lstm_accum_tanh(float x)
