@@ -166,24 +166,14 @@ def _gemm_in_subprocess(env_extra):
     return float(out.stdout.strip()) if out.returncode == 0 else None
 
 
-def _cpu_flags():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
 def measure_gemm():
     """GEMM GFLOP/s as configured, and with ``OPENBLAS_CORETYPE=SkylakeX``
     when the CPU has AVX-512 and the user did not choose a core type (the
     bundled OpenBLAS 0.3.20/0.3.21 misdetects recent CPUs as generic)."""
+    from lstm_accum.backend.openblas import cpu_flags
     out = {"as_configured": gemm_gflops(), "coretype": os.environ.get(
         "OPENBLAS_CORETYPE")}
-    if "OPENBLAS_CORETYPE" not in os.environ and "avx512f" in _cpu_flags():
+    if "OPENBLAS_CORETYPE" not in os.environ and "avx512f" in cpu_flags():
         out["skylakex"] = _gemm_in_subprocess(
             {"OPENBLAS_CORETYPE": "SkylakeX"})
     out["peak"] = max(v for k, v in out.items()

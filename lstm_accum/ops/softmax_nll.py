@@ -125,7 +125,26 @@ def _check_targets(op, y, V):
             "(targets must be in [0, %d))" % (op, int(y[n]), n, V, V))
 
 
-class SoftmaxNLL(CpuCOp):
+def _c_types(floats, indices):
+    """C names of a node's float and index dtypes: ``(ctype, typenum,
+    itype)``, e.g. ``('float', 'NPY_FLOAT32', 'npy_int32')``."""
+    ctype = "float" if floats.dtype == "float32" else "double"
+    typenum = "NPY_FLOAT32" if ctype == "float" else "NPY_FLOAT64"
+    itype = "npy_int32" if indices.dtype == "int32" else "npy_int64"
+    return ctype, typenum, itype
+
+
+class _SimdReductionCOp(CpuCOp):
+    """The base of both ops: their loops reduce with ``#pragma omp simd``."""
+
+    def c_compile_args(self):
+        # -fopenmp-simd: the "#pragma omp simd reduction" of the max and of
+        # the sum of the loops (without it GCC keeps float reductions
+        # sequential); no OpenMP runtime is involved.
+        return super().c_compile_args() + ["-fopenmp-simd"]
+
+
+class SoftmaxNLL(_SimdReductionCOp):
     """Softmax cross-entropy of ``logits + b`` against integer targets.
 
     Inputs: ``logits (N, V)``, ``b (V,)``, ``y (N,)``.  Outputs: ``nll (N,)``
@@ -193,19 +212,10 @@ class SoftmaxNLL(CpuCOp):
             db = db + d_sm.sum(axis=0)
         return [dlogits, db, DisconnectedType()()]
 
-    def c_compile_args(self):
-        # -fopenmp-simd: the "#pragma omp simd reduction" of the max and of
-        # the sum of the loops (without it GCC keeps float reductions
-        # sequential); no OpenMP runtime is involved.
-        return super().c_compile_args() + ["-fopenmp-simd"]
-
     def c_code(self, node, name, inputs, outputs, sub):
         x, b, y = inputs
         nll, sm = outputs
-        ctype = "float" if node.inputs[0].dtype == "float32" else "double"
-        typenum = "NPY_FLOAT32" if ctype == "float" else "NPY_FLOAT64"
-        itype = "npy_int32" if node.inputs[2].dtype == "int32" else \
-            "npy_int64"
+        ctype, typenum, itype = _c_types(node.inputs[0], node.inputs[2])
         fail = sub["fail"]
         return """
         {
@@ -258,7 +268,7 @@ class SoftmaxNLL(CpuCOp):
         """ % locals()
 
 
-class SoftmaxNLLGrad(CpuCOp):
+class SoftmaxNLLGrad(_SimdReductionCOp):
     """Gradient of :class:`SoftmaxNLL` with respect to the logits and bias.
 
     Inputs: ``g (N,)`` (the gradient of the loss with respect to ``nll``),
@@ -298,16 +308,10 @@ class SoftmaxNLLGrad(CpuCOp):
         outputs[0][0] = d.astype(sm.dtype)
         outputs[1][0] = d.sum(axis=0, dtype=np.float64).astype(sm.dtype)
 
-    def c_compile_args(self):
-        return super().c_compile_args() + ["-fopenmp-simd"]
-
     def c_code(self, node, name, inputs, outputs, sub):
         g, sm, y = inputs
         dx, db = outputs
-        ctype = "float" if node.inputs[1].dtype == "float32" else "double"
-        typenum = "NPY_FLOAT32" if ctype == "float" else "NPY_FLOAT64"
-        itype = "npy_int32" if node.inputs[2].dtype == "int32" else \
-            "npy_int64"
+        ctype, typenum, itype = _c_types(node.inputs[1], node.inputs[2])
         fail = sub["fail"]
         return """
         {
