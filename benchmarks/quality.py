@@ -341,7 +341,8 @@ def score_lstm_accum(out, train_path, heldout_path):
     baseline = unigram_perplexity_from_counts(saved_counts, heldout)
     corpus, _ = encode_file(train_path, vocab, **read)
     train_split, _, _ = split_corpus(corpus, config["valid_fraction"], 0.0,
-                                     config["seed"])
+                                     config["seed"],
+                                     valid_max=config.get("valid_max", 0))
     if not np.array_equal(target_counts(train_split, len(vocab)),
                           np.asarray(saved_counts, dtype=np.float64)):
         raise RuntimeError(

@@ -10,9 +10,9 @@ This is what ``./run.sh train`` runs. It
 2. builds a vocabulary, the model and the GradientAccumulator (Theano
    compiles the training functions: about 30 s the first time, a few
    seconds once Theano's compile cache is warm);
-3. trains with gradient accumulation -- windows of ``ACCUMULATE`` sentences
-   fed as equal-length minibatches, one averaged Adagrad update per window --
-   printing the falling loss and the validation perplexity;
+3. trains with gradient accumulation and the library's defaults -- windows
+   of 32 sentences fed as equal-length minibatches, one averaged Adam update
+   per window -- printing the falling loss and the validation perplexity;
 4. prints the validation perplexity next to the unigram baseline and a few
    sentences sampled from the model.
 
@@ -20,8 +20,7 @@ Everything lands in ``runs/example`` (checkpoints, ``metrics.jsonl``,
 ``curves.png``). The same run from the command line::
 
     lstm-accum train data/lee_background.txt --out runs/example \\
-        --vocab-size 2000 --units 192 --batching bucket --batch-size 16 \\
-        --accumulate 32 --normalize tokens --lr 0.1 --epochs 6
+        --units 192 --epochs 6
 
 Usage: ``python examples/train_lm.py [--epochs N] [--out DIR] [--quick]``.
 """
@@ -37,21 +36,13 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, HERE)       # lee_corpus.py, the corpus downloader beside it
 
 # ------------------------------------------------------------------------------
-# Defaults: sized to finish in well under 10 minutes on 2 CPU cores, compile
-# included, and to end clearly below the unigram baseline.
+# What this example chooses; every other setting is the library's default
+# (lstm_accum.training.settings: Adam 0.015, windows of 32 sentences, ...),
+# which is what a user who gives only a size and a budget gets. Sized to
+# finish in a few minutes on 2 CPU cores, compile included.
 VOCAB_SIZE = 2000       # most frequent words kept; V = 2003 with specials
 NUM_UNITS = 192         # LSTM hidden units H
-INPUT = "ids"           # word ids + row lookup (the one-hot product, cheaper)
-BATCHING = "bucket"     # equal-length minibatches: no mask, no padding
-BATCH_SIZE = 16         # sentences per minibatch (per accumulate call)
-ACCUMULATE = 32         # sentences per update: the effective batch
-NORMALIZE = "tokens"    # average over target tokens (the true token mean)
-OPTIMIZER = "adagrad"   # any lasagne.updates rule by name
-LEARNING_RATE = 0.1     # Adagrad's step size
-MAX_NORM = 5.0          # clip the averaged gradient's total norm
 NUM_EPOCHS = 6          # passes over the ~2,550 training sentences
-VALID_EVERY = 40        # validate every this many updates (and each epoch)
-VALID_FRACTION = 0.05   # held-out sentences for validation perplexity
 SEED = 1                # weights, split and minibatch order
 NUM_SAMPLES = 5         # sentences sampled at the end
 TEMPERATURE = 0.8       # sampling temperature (< 1: more conservative)
@@ -77,10 +68,8 @@ def _fresh(out):
 
 
 def main(num_epochs=NUM_EPOCHS, max_updates=0, corpus=None, out=OUT,
-         vocab_size=VOCAB_SIZE, num_units=NUM_UNITS, batch_size=BATCH_SIZE,
-         accumulate=ACCUMULATE, learning_rate=LEARNING_RATE,
-         valid_every=VALID_EVERY, max_sentences=None, resume=False,
-         num_samples=NUM_SAMPLES, seed=SEED):
+         vocab_size=VOCAB_SIZE, num_units=NUM_UNITS, max_sentences=None,
+         resume=False, num_samples=NUM_SAMPLES, seed=SEED, **settings):
     """Run the example; returns a dict of the final figures.
 
     Parameters
@@ -93,15 +82,18 @@ def main(num_epochs=NUM_EPOCHS, max_updates=0, corpus=None, out=OUT,
     out : str
         Run directory; a previous example run there is replaced unless
         ``resume``.
-    vocab_size, num_units, batch_size, accumulate, learning_rate,
-    valid_every, seed
-        See the defaults block at the top of this file.
+    vocab_size, num_units, seed
+        See the block at the top of this file.
     max_sentences : int, optional
         Use only the first sentences of the corpus (a quick smoke run).
     resume : bool
         Continue the run in ``out`` from its checkpoint.
     num_samples : int
         Sentences sampled at the end.
+    **settings
+        Further :class:`~lstm_accum.training.TrainConfig` settings
+        (``accumulate=8``, ``lr=0.1``...; tests use them); by default the
+        library's.
 
     Returns
     -------
@@ -134,18 +126,14 @@ def main(num_epochs=NUM_EPOCHS, max_updates=0, corpus=None, out=OUT,
     phase(2, "vocabulary, model and compiled training functions")
     config = TrainConfig(
         corpus=corpus, out=out, vocab_size=vocab_size, units=num_units,
-        input=INPUT, batching=BATCHING, batch_size=batch_size,
-        accumulate=accumulate, normalize=NORMALIZE, optimizer=OPTIMIZER,
-        lr=learning_rate, max_norm=MAX_NORM, epochs=num_epochs,
-        max_updates=max_updates, valid_every=valid_every,
-        valid_fraction=VALID_FRACTION, seed=seed, resume=resume,
-        lowercase=True, max_length=100, progress="off", log_every=10)
+        epochs=num_epochs, max_updates=max_updates, seed=seed, resume=resume,
+        progress="off", log_every=10, **settings)
     t0 = time.time()
     trainer = Trainer(config)
     print("built and compiled in %.0f s" % (time.time() - t0))
 
     phase(3, "training (one averaged update per window of %d sentences)"
-          % accumulate)
+          % config.accumulate)
     result = trainer.run()
     if result.status == "interrupted":
         return None
@@ -204,8 +192,7 @@ if __name__ == "__main__":
     kwargs = dict(num_epochs=args.epochs, max_updates=args.max_updates,
                   out=args.out, corpus=args.corpus, resume=args.resume)
     if args.quick:
-        kwargs.update(max_sentences=400, num_units=32, vocab_size=300,
-                      valid_every=10)
+        kwargs.update(max_sentences=400, num_units=32, vocab_size=300)
     try:
         main(**kwargs)
     except LstmAccumError as err:

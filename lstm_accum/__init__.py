@@ -9,7 +9,8 @@ The public API (everything else stays importable from its own part, e.g.
 - :class:`GradientAccumulator` -- the two compiled functions (``accumulate``,
   ``apply``) around any Lasagne network and update rule; the same graphs as
   plain functions, :func:`accumulate_updates` and :func:`apply_updates`, for
-  your own ``theano.function``;
+  your own ``theano.function``; :func:`warmup`, a learning-rate warm-up for
+  any update rule;
 - :func:`build_model`, :class:`LanguageModel`, :func:`load_model` -- the
   LSTM language models (one-hot or id input, per sentence, equal-length
   buckets or masked batches, GRU, stacked, custom); on the CPU their LSTM
@@ -27,7 +28,7 @@ from . import backend  # noqa: F401  (must come first: it imports Theano)
 from .exceptions import (LstmAccumError, InputError, NonFiniteError,
                          IncompatibleStateError, CheckpointError)
 from .accumulation import (GradientAccumulator, accumulate_updates,
-                           apply_updates)
+                           apply_updates, warmup)
 from .data import (Vocabulary, prepare_corpus, encode_file, split_corpus,
                    plan_epoch, make_batch)
 from .models import build_model, LanguageModel, FusedLSTMLayer, load_model
@@ -36,7 +37,7 @@ from .training import TrainConfig, Trainer, train
 from .version import __version__  # noqa: F401
 
 __all__ = [
-    "GradientAccumulator", "accumulate_updates", "apply_updates",
+    "GradientAccumulator", "accumulate_updates", "apply_updates", "warmup",
     "build_model", "LanguageModel", "FusedLSTMLayer", "load_model",
     "Vocabulary", "prepare_corpus", "encode_file", "split_corpus",
     "plan_epoch", "make_batch",

@@ -35,7 +35,8 @@ from .files import atomic_open
 
 __all__ = ["FORMAT_VERSION", "LATEST_NAME", "BEST_NAME", "Checkpoint",
            "save_checkpoint", "load_checkpoint", "copy_checkpoint",
-           "check_compatible", "remove_stale_temporaries", "checksum"]
+           "check_compatible", "remove_stale_temporaries", "checksum",
+           "read_metadata"]
 
 #: Version of the file layout written by :func:`save_checkpoint`.
 FORMAT_VERSION = 1
@@ -195,6 +196,27 @@ def _damaged(path, detail):
     return CheckpointError(
         "checkpoint %s is damaged (%s); resume from %s in the same directory "
         "or start a new run" % (path, detail, BEST_NAME))
+
+
+def read_metadata(path):
+    """A checkpoint's metadata alone, without reading or verifying its
+    arrays (:func:`load_checkpoint` verifies them).
+
+    Parameters
+    ----------
+    path : str
+
+    Returns
+    -------
+    dict or None
+        None when the file is missing or its metadata cannot be read.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            raw = archive[_META_KEY]
+        return json.loads(raw.tobytes().decode("utf-8"))
+    except Exception:  # any damage: load_checkpoint will say what
+        return None
 
 
 def load_checkpoint(path):

@@ -134,8 +134,8 @@ def test_train_lm_example(corpus, tmp_path, capsys):
     module = load_example("train_lm")
     result = module.main(corpus=corpus, out=str(tmp_path / "run"),
                          num_epochs=2, vocab_size=40, num_units=8,
-                         batch_size=4, accumulate=8, learning_rate=0.1,
-                         valid_every=5, num_samples=3)
+                         batch_size=4, accumulate=8, optimizer="adagrad",
+                         lr=0.1, warmup=0, valid_every=5, num_samples=3)
     out = capsys.readouterr().out
     for n in range(1, 5):
         assert "[%d/4]" % n in out

@@ -24,18 +24,22 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LEGACY = os.path.join(ROOT, "tests", "fixtures", "legacy_run",
                       "checkpoint.npz")
 
-#: TrainConfig's fields and defaults, in order, as they were before the
-#: settings were declared in one place.
+#: TrainConfig's fields and defaults, in order: as they were before the
+#: settings were declared in one place, then with the defaults chosen by
+#: measurement (issue 13: adam 0.015 with a warm-up of 50 updates, windows
+#: of 32, validation by tokens on at most 2000 sentences).
 FIELDS = [
     ("corpus", ""), ("out", "runs/lm"), ("vocab_size", 2000),
-    ("valid_fraction", 0.05), ("lowercase", True), ("max_length", 100),
+    ("valid_fraction", 0.05), ("valid_max", 2000), ("lowercase", True),
+    ("max_length", 100),
     ("units", 256), ("layers", 1), ("cell", "lstm"), ("input", "ids"),
     ("dropout", 0.0), ("grad_clipping", 5.0), ("impl", "auto"),
-    ("batching", "bucket"), ("batch_size", 32), ("accumulate", 64),
+    ("batching", "bucket"), ("batch_size", 32), ("accumulate", 32),
     ("accumulate_tokens", 0), ("normalize", "samples"),
-    ("partial_window", "apply"), ("optimizer", "adagrad"), ("lr", 0.005),
+    ("partial_window", "apply"), ("optimizer", "adam"), ("lr", 0.015),
+    ("warmup", 50),
     ("max_norm", 0.0), ("max_bad_windows", 5), ("epochs", 10),
-    ("max_updates", 0), ("valid_every", 100), ("lr_decay", 0.5),
+    ("max_updates", 0), ("valid_every", None), ("lr_decay", 0.5),
     ("min_improvement", 0.0), ("patience", 3), ("seed", 1),
     ("float64", False), ("resume", False), ("progress", "auto"),
     ("log_every", 10), ("distributed", "auto"),
@@ -46,6 +50,7 @@ FIELDS = [
 FLAGS = [
     ("--out", "out", None), ("--vocab-size", "vocab_size", None),
     ("--valid-fraction", "valid_fraction", None),
+    ("--valid-max", "valid_max", None),
     ("--max-length", "max_length", None),
     ("--no-lowercase", "lowercase", None), ("--units", "units", None),
     ("--layers", "layers", None), ("--cell", "cell", ["lstm", "gru"]),
@@ -61,7 +66,8 @@ FLAGS = [
     ("--optimizer", "optimizer", ["adagrad", "sgd", "momentum",
                                   "nesterov_momentum", "rmsprop", "adadelta",
                                   "adam"]),
-    ("--lr", "lr", None), ("--max-norm", "max_norm", None),
+    ("--lr", "lr", None), ("--warmup", "warmup", None),
+    ("--max-norm", "max_norm", None),
     ("--epochs", "epochs", None), ("--max-updates", "max_updates", None),
     ("--valid-every", "valid_every", None), ("--patience", "patience", None),
     ("--lr-decay", "lr_decay", None),
@@ -116,8 +122,12 @@ def test_from_dict_refuses_unknown_settings():
 
 
 def test_the_legacy_checkpoint_config_loads_unchanged():
+    # valid_max and warmup came later: the old run held out its whole
+    # fraction and had no warm-up
     saved = ckpt.load_checkpoint(LEGACY).metadata["config"]
-    assert TrainConfig.from_dict(saved).to_dict() == saved
+    assert "valid_max" not in saved
+    assert TrainConfig.from_dict(saved).to_dict() == dict(saved, valid_max=0,
+                                                          warmup=0)
 
 
 def test_resumable_changes():
@@ -191,6 +201,15 @@ def test_a_layout_must_place_every_flag_once():
                      CLI_LAYOUT + (("extra", ("grad_clipping",)),))
 
 
+def test_valid_every_auto_on_the_command_line():
+    parser = train_parser()
+    for flags, expected in (([], None), (["--valid-every", "auto"], None),
+                            (["--valid-every", "0"], 0),
+                            (["--valid-every", "250"], 250)):
+        args = parser.parse_args(["c.txt", "--out", "o"] + flags)
+        assert args.valid_every == expected
+
+
 @pytest.mark.parametrize("flags, fragment", [
     (["--vocab-size", "0"], "argument --vocab-size: expected an integer >= 1"),
     (["--vocab-size", "2.5"], "argument --vocab-size: expected an integer"),
@@ -221,7 +240,11 @@ def test_a_layout_must_place_every_flag_once():
     (["--max-norm", "nan"], "argument --max-norm"),
     (["--epochs", "0"], "argument --epochs"),
     (["--max-updates", "-1"], "argument --max-updates"),
-    (["--valid-every", "often"], "argument --valid-every"),
+    (["--valid-every", "often"], "argument --valid-every: expected an "
+                                 "integer >= 0 or 'auto', got 'often'"),
+    (["--valid-every", "-1"], "argument --valid-every"),
+    (["--valid-max", "-5"], "argument --valid-max: expected an integer >= 0"),
+    (["--valid-max", "auto"], "argument --valid-max: expected an integer"),
     (["--patience", "-2"], "argument --patience"),
     (["--lr-decay", "0"], "argument --lr-decay: expected a number in (0, 1]"),
     (["--lr-decay", "1.5"], "argument --lr-decay"),
@@ -270,7 +293,11 @@ def corpus(tmp_path):
     (dict(grad_clipping=-1.0), r"grad_clipping must be a finite number >= 0 "
                                r"\(0 disables it\), got -1.0"),
     (dict(grad_clipping=float("inf")), "grad_clipping must be a finite"),
-    (dict(lr=0), r"lr must be a finite number > 0 \(e.g. 0.005\), got 0"),
+    (dict(valid_every=-1), r"valid_every must be an integer >= 0 or None "
+                           r"\(auto\), got -1"),
+    (dict(valid_every=2.0), r"valid_every must be an integer >= 0 or None"),
+    (dict(valid_max=-1), r"valid_max must be an integer >= 0, got -1"),
+    (dict(lr=0), r"lr must be a finite number > 0 \(e.g. 0.01\), got 0"),
     (dict(lr_decay=0.0), r"lr_decay must be a number in \(0, 1\], got 0.0"),
     (dict(min_improvement=1.0), r"min_improvement must be a number in "
                                 r"\[0, 1\), got 1.0"),

@@ -4,7 +4,8 @@ averaged update, on one process or spread over MPI ranks. This part owns the
 argument checks and resolution (:mod:`.inputs`), the window's shared
 variables (:mod:`.window`), the accumulate and apply steps as plain Theano
 updates (:mod:`.graphs`), the bad-window policy (:mod:`.policy`), the saved
-state (:mod:`.state`) -- and data parallelism: the sharding rule
+state (:mod:`.state`), a learning-rate warm-up for any update rule
+(:mod:`.warmup`) -- and data parallelism: the sharding rule
 (:mod:`.sharding`), MPI itself (:mod:`.mpi`) and the distributed accumulator
 with the training loop's hooks (:mod:`.distributed`). It may import the
 models and data parts, our operations (:mod:`lstm_accum.ops`, for the
@@ -16,6 +17,7 @@ from .accumulator import GradientAccumulator, AccumulateResult, ApplyResult
 from .window import Window, window_variables
 from .graphs import accumulate_updates, apply_updates
 from .policy import ConsecutiveBadWindows
+from .warmup import warmup
 from .sharding import shard_indices, shard_owner
 from .mpi import exit_all
 from .distributed import (Distributed, DistributedAccumulator, SIZE_KEY,
@@ -23,6 +25,6 @@ from .distributed import (Distributed, DistributedAccumulator, SIZE_KEY,
 
 __all__ = ["GradientAccumulator", "AccumulateResult", "ApplyResult",
            "Window", "window_variables", "accumulate_updates",
-           "apply_updates", "ConsecutiveBadWindows", "shard_indices",
+           "apply_updates", "ConsecutiveBadWindows", "warmup", "shard_indices",
            "shard_owner", "exit_all", "Distributed", "DistributedAccumulator",
            "SIZE_KEY", "check_resume"]

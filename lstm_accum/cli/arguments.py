@@ -4,15 +4,22 @@ clear message, and the options derived from declared settings
 import argparse
 import math
 
-__all__ = ["int_argument", "number_argument", "add_settings"]
+__all__ = ["int_argument", "number_argument", "add_settings",
+           "given_settings"]
+
+#: The attribute of the parsed namespace that lists the settings given on
+#: the command line (:func:`given_settings`).
+_GIVEN = "_settings_given"
 
 
-def int_argument(minimum):
+def int_argument(minimum, auto=False):
     """An argparse ``type``: an integer ``>= minimum``.
 
     Parameters
     ----------
     minimum : int
+    auto : bool
+        Also accept ``auto``, parsed as None.
 
     Returns
     -------
@@ -22,13 +29,16 @@ def int_argument(minimum):
         got '0'"``).
     """
     def parse(text):
+        if auto and text == "auto":
+            return None
         try:
             value = int(text)
         except ValueError:
             value = None
         if value is None or value < minimum:
             raise argparse.ArgumentTypeError(
-                "expected an integer >= %d, got %r" % (minimum, text))
+                "expected an integer >= %d%s, got %r"
+                % (minimum, " or 'auto'" if auto else "", text))
         return value
     parse.__name__ = "int>=%d" % minimum
     return parse
@@ -75,16 +85,50 @@ def _options(setting):
         options["metavar"] = flag.metavar
     if flag.required:
         options["required"] = True
+    options["action"] = _recording(flag.action)
     if flag.action:
-        options["action"] = flag.action
-    elif setting.choices is not None:
+        return options
+    if setting.choices is not None:
         options["choices"] = setting.choices
     elif setting.kind is int:
-        options["type"] = int_argument(setting.low)
+        options["type"] = int_argument(setting.low, auto=bool(setting.auto))
     elif setting.kind is float:
         options["type"] = number_argument(setting.is_valid,
                                           setting.describe())
     return options
+
+
+def _recording(action):
+    """An argparse action class that does what ``action`` does (``None``:
+    store) and notes that its setting was given."""
+    base = {None: argparse._StoreAction,
+            "store_true": argparse._StoreTrueAction,
+            "store_false": argparse._StoreFalseAction}[action]
+
+    class Given(base):
+        def __call__(self, parser, namespace, values, option_string=None):
+            given = set(getattr(namespace, _GIVEN, ()))
+            given.add(self.dest)
+            setattr(namespace, _GIVEN, frozenset(given))
+            super().__call__(parser, namespace, values, option_string)
+    return Given
+
+
+def given_settings(args):
+    """The names of the settings given on the command line.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed by a parser made with :func:`add_settings`.
+
+    Returns
+    -------
+    frozenset of str
+        Positional settings always count as given; an option counts when
+        it appears in the arguments (even with its default value).
+    """
+    return frozenset(getattr(args, _GIVEN, ()))
 
 
 def add_settings(parser, settings, layout):

@@ -4,12 +4,14 @@ The options are derived from the declarations of the run's settings
 (:mod:`lstm_accum.training.settings`); the parsed values become a
 :class:`~lstm_accum.training.TrainConfig`, which the trainer checks before
 it creates anything, so a bad setting is one line and nothing is written.
+With ``--resume``, the settings not given take the checkpoint's values.
 """
 import sys
 
 from ..backend import openblas
-from ..training import CLI_LAYOUT, SETTINGS, TrainConfig, Trainer
-from .arguments import add_settings
+from ..training import (CLI_LAYOUT, SETTINGS, TrainConfig, Trainer,
+                        settings_for_resume)
+from .arguments import add_settings, given_settings
 from .common import EXIT_INTERRUPTED, PROG, say
 
 __all__ = ["NAME", "HELP", "add_arguments", "run"]
@@ -33,8 +35,13 @@ def run(args):
         As :class:`~lstm_accum.training.Trainer` raises them (the caller
         prints them as one line).
     """
-    config = TrainConfig(**{s.name: getattr(args, s.name)
-                            for s in SETTINGS if s.flag is not None})
+    values = {s.name: getattr(args, s.name) for s in SETTINGS
+              if s.flag is not None}
+    if values["resume"]:
+        # Settings not given continue the checkpoint's run (not today's
+        # defaults, which may have changed since it was written).
+        values = settings_for_resume(values, given_settings(args))
+    config = TrainConfig(**values)
     # The trainer validates the settings and the corpus first: a user error
     # stops here, before the hint and before anything is written.
     trainer = Trainer(config, log=say)

@@ -145,7 +145,8 @@ class EncodedCorpus(object):
                              % (path, e)) from None
 
 
-def split_corpus(corpus, valid_fraction, test_fraction=0.0, seed=0):
+def split_corpus(corpus, valid_fraction, test_fraction=0.0, seed=0,
+                 valid_max=0):
     """Split sentences at random into train, validation and test corpora.
 
     Parameters
@@ -156,6 +157,10 @@ def split_corpus(corpus, valid_fraction, test_fraction=0.0, seed=0):
         A positive fraction gets at least one sentence.
     seed : int
         Seed of ``numpy.random.RandomState``; same seed, same split.
+    valid_max : int
+        If > 0, at most this many validation sentences (the rest of the
+        fraction trains); a cap that does not bind changes nothing, and
+        a binding one keeps a prefix of the same random draw.
 
     Returns
     -------
@@ -182,7 +187,13 @@ def split_corpus(corpus, valid_fraction, test_fraction=0.0, seed=0):
         k = int(round(frac * n))
         return max(k, 1) if frac > 0 else k
 
+    if isinstance(valid_max, bool) or not isinstance(
+            valid_max, (int, np.integer)) or valid_max < 0:
+        raise InputError("valid_max must be an integer >= 0 (0: no cap), "
+                         "got %r" % (valid_max,))
     n_valid, n_test = count(valid_fraction), count(test_fraction)
+    if valid_max:
+        n_valid = min(n_valid, int(valid_max))
     if n - n_valid - n_test < 1:
         raise InputError("cannot split %d sentences into train/valid/test "
                          "with fractions %g/%g: train would be empty; use a "

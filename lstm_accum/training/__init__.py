@@ -10,4 +10,5 @@ the base modules; only the command line imports it.
 """
 from .settings import (TrainConfig, validate_config, OPTIMIZERS,
                        RESUMABLE_CHANGES, update_rule, SETTINGS, CLI_LAYOUT)
+from .store import settings_for_resume
 from .trainer import Trainer, TrainResult, train

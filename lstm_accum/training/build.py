@@ -1,6 +1,6 @@
 """The parts of a run built from its settings: the MPI ranks, the model and
 its gradient accumulator (or checks of the ones a caller passes)."""
-from ..accumulation import Distributed, GradientAccumulator
+from ..accumulation import Distributed, GradientAccumulator, warmup
 from ..exceptions import InputError
 from ..models import build_model
 from .settings import update_rule
@@ -91,9 +91,12 @@ def build_model_for(config, vocab_size):
 
 def build_accumulator(config, model, vocab_size):
     """A :class:`GradientAccumulator` over ``model`` with the config's
-    optimizer, learning rate, normalisation and limits."""
+    optimizer (warmed up over ``config.warmup`` updates), learning rate,
+    normalisation and limits."""
     c = config
     rule, kwargs = update_rule(c.optimizer, c)
+    if c.warmup > 1:
+        rule = warmup(rule, c.warmup)
     return GradientAccumulator(
         model.loss(), model.params, model.inputs,
         normalize=c.normalize, update=rule, learning_rate=c.lr,

@@ -14,7 +14,7 @@ class RunData(object):
     ----------
     config : TrainConfig
         Reads ``corpus``, ``vocab_size``, ``lowercase``, ``max_length``,
-        ``valid_fraction`` and ``seed``.
+        ``valid_fraction``, ``valid_max`` and ``seed``.
     vocab : Vocabulary, optional
         The vocabulary to encode with (a resumed run's); default: count
         the ``vocab_size`` most frequent words of the corpus.
@@ -52,7 +52,8 @@ class RunData(object):
                              "needed (one to train on, one to validate)"
                              % (config.corpus, len(corpus)))
         train_c, valid_c, _ = split_corpus(corpus, config.valid_fraction,
-                                           0.0, config.seed)
+                                           0.0, config.seed,
+                                           valid_max=config.valid_max)
         if len(train_c) == 0 or len(valid_c) == 0:
             raise InputError("valid_fraction=%r leaves %d training and %d "
                              "validation sentences of %d; choose a fraction "

@@ -9,6 +9,7 @@ import json
 import math
 import os
 import sys
+import time
 
 from ..exceptions import NonFiniteError
 from ..files import atomic_open
@@ -17,6 +18,8 @@ from .plotting import plot_curves, read_metrics
 __all__ = ["Reporter", "METRICS_NAME", "CURVES_NAME", "finite_or_none",
            "rank_log", "update_record", "validation_record"]
 
+#: Seconds between two redraws of ``curves.png`` (see :meth:`Reporter.plot`).
+PLOT_INTERVAL_S = 30.0
 #: The metrics file in a run directory: one JSON record per line.
 METRICS_NAME = "metrics.jsonl"
 #: The plot in a run directory.
@@ -85,7 +88,8 @@ def validation_record(state, perplexity, improved, scheduled,
             "perplexity": finite_or_none(perplexity),
             "best": best if scheduled else min(perplexity, best or perplexity),
             "improved": improved, "scheduled": scheduled,
-            "lr": learning_rate, "elapsed": round(state.elapsed, 4)}
+            "lr": learning_rate, "elapsed": round(state.elapsed, 4),
+            "valid_elapsed": round(state.valid_elapsed, 4)}
 
 
 class Reporter(object):
@@ -110,6 +114,8 @@ class Reporter(object):
         self.curves_path = os.path.join(out, CURVES_NAME)
         self._metrics = None
         self.bar = None
+        self._plotted_at = None       # time.monotonic() of the last plot
+        self._plot_pending = False    # validations since then not drawn
 
     # -- metrics ---------------------------------------------------------------
     def open(self, update):
@@ -250,10 +256,22 @@ class Reporter(object):
         else:
             self.log(text)
 
-    def plot(self, vocab_size):
-        """Redraw ``curves.png`` from the metrics file."""
+    def plot(self, vocab_size, final=False):
+        """Redraw ``curves.png`` from the metrics file: at most once every
+        :data:`PLOT_INTERVAL_S` seconds (drawing takes about a second, as
+        long as training on 20,000 tokens), and when ``final``, if anything
+        is not drawn yet. The plot is output only: skipping one changes
+        nothing in the run."""
         if not self.is_root:
             return
+        now = time.monotonic()
+        if final and not self._plot_pending:
+            return
+        if not final and self._plotted_at is not None and \
+                now - self._plotted_at < PLOT_INTERVAL_S:
+            self._plot_pending = True
+            return
+        self._plotted_at, self._plot_pending = now, False
         c = self.config
         plot_curves(read_metrics(self.metrics_path), self.curves_path,
                     title="%s (V=%d, H=%d)" % (os.path.basename(c.corpus),

@@ -11,6 +11,9 @@ from typing import Optional
 
 __all__ = ["RunState"]
 
+# Counters that checkpoints of earlier versions do not hold.
+_OPTIONAL = ("stopped", "valid_tokens_seen", "valid_elapsed")
+
 
 @dataclass
 class RunState:
@@ -32,6 +35,9 @@ class RunState:
     last_valid_update: int = -1     # update of the last scheduled validation
     last_perplexity: Optional[float] = None   # the latest validation's
     stopped: Optional[str] = None   # 'early_stopped' once patience ran out
+    valid_tokens_seen: int = 0      # tokens_seen at the last scheduled one
+    valid_elapsed: float = 0.0      # seconds of it validating (checkpoints
+                                    # and plot included)
 
     def count_batch(self, samples, tokens):
         """Count a minibatch of ``samples`` sentences and ``tokens`` target
@@ -72,8 +78,9 @@ class RunState:
         Parameters
         ----------
         counters : dict
-            A checkpoint's ``metadata['counters']``. ``stopped`` may be
-            absent; ``learning_rate`` and unknown keys are ignored.
+            A checkpoint's ``metadata['counters']``. ``stopped``,
+            ``valid_tokens_seen`` and ``valid_elapsed`` (newer than some
+            checkpoints) may be absent; ``learning_rate`` and unknown keys are ignored.
 
         Returns
         -------
@@ -82,12 +89,13 @@ class RunState:
         Raises
         ------
         KeyError
-            When a counter other than ``stopped`` is missing.
+            When another counter is missing.
         """
         values = {}
         for field in dataclasses.fields(cls):
-            if field.name == "stopped":
-                values["stopped"] = counters.get("stopped")
+            if field.name in _OPTIONAL:
+                values[field.name] = counters.get(field.name,
+                                                  field.default)
             elif field.type is int:
                 values[field.name] = int(counters[field.name])
             elif field.type is float:

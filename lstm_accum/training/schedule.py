@@ -5,7 +5,7 @@ it has not improved for ``patience`` validations in a row.
 In the spirit of theanolm's ``training/stoppers.py``: the rule is a small
 object the loop asks, and the state it keeps is the run state's
 (``best_perplexity``, ``bad_validations``, ``last_valid_update``,
-``stopped``), so a checkpoint restores it.
+``valid_tokens_seen``, ``stopped``), so a checkpoint restores it.
 """
 import math
 from collections import namedtuple
@@ -75,8 +75,9 @@ class PlateauSchedule(object):
         Parameters
         ----------
         state : RunState
-            Its ``last_valid_update``, ``best_perplexity``,
-            ``bad_validations`` and ``stopped`` are updated.
+            Its ``last_valid_update``, ``valid_tokens_seen``,
+            ``best_perplexity``, ``bad_validations`` and ``stopped`` are
+            updated.
         perplexity : float
         learning_rate : float
             The current rate.
@@ -87,6 +88,7 @@ class PlateauSchedule(object):
         """
         improved = self.improves(perplexity, state.best_perplexity)
         state.last_valid_update = state.update
+        state.valid_tokens_seen = state.tokens_seen
         if improved:
             state.best_perplexity = perplexity
             state.bad_validations = 0

@@ -28,11 +28,15 @@ from ..exceptions import InputError
 
 __all__ = ["Setting", "Flag", "SETTINGS", "CLI_LAYOUT", "TrainConfig",
            "validate_config", "RESUMABLE_CHANGES", "OPTIMIZERS",
-           "update_rule"]
+           "update_rule", "saved_settings", "ALWAYS"]
 
 #: The Lasagne update rules selectable by name.
 OPTIMIZERS = ("adagrad", "sgd", "momentum", "nesterov_momentum", "rmsprop",
               "adadelta", "adam")
+
+
+#: :attr:`Setting.absent` of the settings that every checkpoint records.
+ALWAYS = "always recorded"
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,14 @@ class Setting:
     check : callable, optional
         ``check(value)`` raising :class:`InputError` itself, for the paths
         (instead of the type and range checks).
+    auto : str, optional
+        For a number that may be left to the trainer: ``None`` is then a
+        valid value (``auto`` on the command line), and this says what it
+        does.
+    absent : object, optional
+        The value that a checkpoint written before this setting existed
+        implies (the behaviour of that version); :data:`ALWAYS` for the
+        settings every checkpoint records.
     """
     name: str
     kind: type
@@ -111,11 +123,15 @@ class Setting:
     resumable: bool = False
     flag: Flag = None
     check: object = None
+    auto: str = None
+    absent: object = ALWAYS
 
     def describe(self):
         """What a valid value is, as the error messages say it."""
         if self.expected:
             return self.expected
+        if self.auto and self.kind is int:
+            return "an integer >= %d or None (auto)" % self.low
         if self.choices is not None:
             return "one of %s" % ", ".join(self.choices)
         if self.kind is bool:
@@ -126,6 +142,8 @@ class Setting:
 
     def is_valid(self, value):
         """Whether ``value`` has the right type and lies in range."""
+        if value is None and self.auto:
+            return True
         if self.choices is not None:
             return value in self.choices
         if self.kind is bool:
@@ -159,6 +177,22 @@ def _check_out(value):
 
 _CHOICES_ON_OFF = ("auto", "on", "off")
 
+#: Default ``warmup``: Adam's first steps move every weight by about the
+#: learning rate; ramping it up over this many updates keeps the training
+#: loss below its start at H=64 to 1024 with lr 0.015 (20 updates still let
+#: it rise at H=1024; benchmarks/README.md, "Choosing the defaults").
+WARMUP = 50
+
+#: ``valid_every=None`` (auto) validates each time the model has trained on
+#: this many times the validation set's target tokens since the last
+#: validation: scoring runs about 4.5x faster per token than training, so
+#: validation then costs about 2% of the run ...
+VALID_EVERY_RATIO = 10
+#: ... and on at least this many tokens, so that on a small corpus the
+#: fixed cost of each validation (checkpoint, about 0.3 s at H=256) stays
+#: small too.
+VALID_EVERY_MIN_TOKENS = 100000
+
 #: Every setting of a training run, in :class:`TrainConfig`'s field order.
 SETTINGS = (
     # -- data ----------------------------------------------------------------
@@ -174,6 +208,9 @@ SETTINGS = (
             "validation (default %(default)s)", low=0, high=1, low_open=True,
             high_open=True, expected="a number strictly between 0 and 1",
             flag=Flag("--valid-fraction")),
+    Setting("valid_max", int, 2000, "but at most this many sentences (0: no "
+            "cap; default %(default)s)", low=0, absent=0,
+            flag=Flag("--valid-max", metavar="N")),
     Setting("lowercase", bool, True, "lowercase the text before counting "
             "words (default %(default)s)",
             flag=Flag("--no-lowercase", action="store_false",
@@ -209,7 +246,7 @@ SETTINGS = (
             choices=("sample", "bucket", "mask"), flag=Flag("--batching")),
     Setting("batch_size", int, 32, "sentences per minibatch for bucket/mask "
             "(default %(default)s)", low=1, flag=Flag("--batch-size")),
-    Setting("accumulate", int, 64, "sentences per update (default "
+    Setting("accumulate", int, 32, "sentences per update (default "
             "%(default)s)", low=1, flag=Flag("--accumulate", metavar="N")),
     Setting("accumulate_tokens", int, 0, "instead: at least T target tokens "
             "per update", low=0,
@@ -223,11 +260,15 @@ SETTINGS = (
             choices=("apply", "drop", "carry"),
             flag=Flag("--partial-window")),
     # -- optimizer -----------------------------------------------------------
-    Setting("optimizer", str, "adagrad", "Lasagne update rule (default "
+    Setting("optimizer", str, "adam", "Lasagne update rule (default "
             "%(default)s)", choices=OPTIMIZERS, flag=Flag("--optimizer")),
-    Setting("lr", float, 0.005, "learning rate (default %(default)s)", low=0,
-            low_open=True, expected="a finite number > 0 (e.g. 0.005)",
+    Setting("lr", float, 0.015, "learning rate (default %(default)s, for "
+            "adam; adagrad wants about 0.05)", low=0,
+            low_open=True, expected="a finite number > 0 (e.g. 0.01)",
             flag=Flag("--lr")),
+    Setting("warmup", int, WARMUP, "raise the learning rate linearly over "
+            "the first N updates (0: none; default %(default)s)", low=0,
+            absent=0, flag=Flag("--warmup", metavar="N")),
     Setting("max_norm", float, 0.0, "clip the averaged gradient to this "
             "total norm (0: off; default %(default)s)", low=0,
             expected="a finite number >= 0 (0 disables it)",
@@ -240,9 +281,12 @@ SETTINGS = (
             "%(default)s)", low=1, resumable=True, flag=Flag("--epochs")),
     Setting("max_updates", int, 0, "stop after this many updates (0: no "
             "limit)", low=0, resumable=True, flag=Flag("--max-updates")),
-    Setting("valid_every", int, 100, "validate every this many updates, and "
-            "at each epoch end (0: epoch ends only; default %(default)s)",
-            low=0, flag=Flag("--valid-every")),
+    Setting("valid_every", int, None, "validate every this many updates, and "
+            "at each epoch end (0: epoch ends only; default auto: each time "
+            "the model has trained on max(%d x the validation tokens, %d) "
+            "tokens since the last validation, and at the end)"
+            % (VALID_EVERY_RATIO, VALID_EVERY_MIN_TOKENS), low=0,
+            auto="validate by tokens trained", flag=Flag("--valid-every")),
     Setting("lr_decay", float, 0.5, "learning-rate factor when validation "
             "does not improve (default %(default)s)", low=0, high=1,
             low_open=True, expected="a number in (0, 1]",
@@ -281,13 +325,14 @@ SETTINGS = (
 #: tuple of names is a set of mutually exclusive options).
 CLI_LAYOUT = (
     (None, ("corpus", "out")),
-    ("data", ("vocab_size", "valid_fraction", "max_length", "lowercase")),
+    ("data", ("vocab_size", "valid_fraction", "valid_max", "max_length",
+              "lowercase")),
     ("model", ("units", "layers", "cell", "input", "impl", "dropout")),
     ("batching and gradient accumulation",
      ("batching", "batch_size", ("accumulate", "accumulate_tokens"),
       "normalize", "partial_window")),
     ("optimizer and schedule",
-     ("optimizer", "lr", "max_norm", "epochs", "max_updates", "valid_every",
+     ("optimizer", "lr", "warmup", "max_norm", "epochs", "max_updates", "valid_every",
       "patience", "lr_decay", "max_bad_windows")),
     ("run", ("seed", "resume", "float64", "distributed", "progress")),
 )
@@ -303,7 +348,9 @@ def _to_dict(self):
 
 def _from_dict(cls, data):
     """Inverse of :meth:`to_dict`; unknown keys are refused, missing ones
-    take their defaults (a checkpoint older than a setting).
+    take the value a checkpoint older than the setting implies
+    (:attr:`Setting.absent`; their defaults for the settings every version
+    recorded).
 
     Raises
     ------
@@ -315,7 +362,28 @@ def _from_dict(cls, data):
     if unknown:
         raise InputError("unknown training settings %s; known: %s"
                          % (unknown, sorted(names)))
-    return cls(**data)
+    return cls(**saved_settings(data))
+
+
+def saved_settings(config):
+    """A checkpoint's settings with those it predates filled in.
+
+    Parameters
+    ----------
+    config : dict
+        ``metadata['config']`` of a checkpoint.
+
+    Returns
+    -------
+    dict
+        A copy, plus :attr:`Setting.absent` for each setting added after
+        that checkpoint was written (its version behaved that way).
+    """
+    filled = dict(config)
+    for s in SETTINGS:
+        if s.name not in filled and s.absent is not ALWAYS:
+            filled[s.name] = s.absent
+    return filled
 
 
 def _config_doc():

@@ -20,11 +20,49 @@ from ..data import Vocabulary
 from ..exceptions import CheckpointError, IncompatibleStateError, InputError
 from .pause import pause_point
 from .run_state import RunState
-from .settings import RESUMABLE_CHANGES
+from .settings import RESUMABLE_CHANGES, SETTINGS, saved_settings
 from ..version import __version__
 
 __all__ = ["CheckpointStore", "run_identity", "state_arrays",
-           "checkpoint_metadata", "restore_state"]
+           "checkpoint_metadata", "restore_state", "settings_for_resume"]
+
+
+def settings_for_resume(values, given):
+    """The settings of ``lstm-accum train --resume``: those not given on the
+    command line continue the checkpoint's run.
+
+    A run resumed after an upgrade that changed a default (or added a
+    setting) goes on as it was configured, instead of being refused as
+    another run.
+
+    Parameters
+    ----------
+    values : dict
+        Every setting's value as parsed (given or default); ``out`` names
+        the run directory.
+    given : set of str
+        The settings given on the command line.
+
+    Returns
+    -------
+    dict
+        ``values`` with each setting that may not change on resume and was
+        not given taken from ``out/checkpoint.npz`` (a setting the
+        checkpoint predates: the value its version implied). Unchanged when
+        there is no readable checkpoint (the trainer then starts afresh or
+        says what is wrong with it).
+    """
+    metadata = ckpt.read_metadata(os.path.join(values["out"],
+                                               ckpt.LATEST_NAME))
+    if not metadata or not isinstance(metadata.get("config"), dict):
+        return dict(values)
+    saved = saved_settings(metadata["config"])
+    filled = dict(values)
+    for s in SETTINGS:
+        if s.name in saved and s.name not in given and \
+                s.name not in RESUMABLE_CHANGES:
+            filled[s.name] = saved[s.name]
+    return filled
 
 
 def run_identity(config, corpus_sha256, floatX):
@@ -122,7 +160,7 @@ class CheckpointStore(object):
             Naming the corpus (by its SHA-256) or the first setting that
             differs.
         """
-        saved = dict(metadata.get("config", {}))
+        saved = saved_settings(metadata.get("config", {}))
         saved["corpus_sha256"] = metadata.get("corpus_sha256")
         saved["floatX"] = metadata.get("floatX")
         if saved["corpus_sha256"] != identity["corpus_sha256"]:

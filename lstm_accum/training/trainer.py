@@ -19,10 +19,11 @@ What one run writes into ``config.out``:
     One JSON record per update (``kind='update'``: update, epoch, samples,
     tokens, loss in nats per target token, grad_norm, skipped, applied, lr,
     tokens_per_s, elapsed) and one per validation (``kind='validation'``:
-    update, epoch, perplexity, best, lr, elapsed).
+    update, epoch, perplexity, best, lr, elapsed, valid_elapsed: the part
+    of elapsed spent validating, checkpoints and plot included).
 ``curves.png``
-    Training loss and validation perplexity against updates, redrawn at
-    every validation.
+    Training loss and validation perplexity against updates, redrawn after
+    a validation (at most every 30 s) and when the run ends.
 
 Windows
 -------
@@ -102,6 +103,7 @@ from ..evaluation import perplexity, target_counts
 from ..exceptions import NonFiniteError, InputError
 from ..files import file_sha256
 from .build import build_parts, make_distributed
+from .cadence import ValidationCadence
 from .data import RunData
 from .interrupt import SigintGuard
 from .pause import pause_point
@@ -191,6 +193,7 @@ class Trainer(object):
                                         self.floatX), config.corpus, log)
         self.data = RunData(config, self.store.vocabulary(saved))
         self.vocab = self.data.vocab
+        self.cadence = ValidationCadence.from_config(config, self.data.valid)
         self.model, acc = build_parts(config, len(self.vocab), model,
                                       accumulator)
         # Rank 0's weights and optimizer state on every rank (collective).
@@ -252,7 +255,8 @@ class Trainer(object):
         self.store.prepare()
         self.reporter.open(s.update)
         self.reporter.announce(d, self.model, self.floatX,
-                               describe_effective_batch(c, d.train))
+                               describe_effective_batch(c, d.train) + "; "
+                               + self.cadence.describe())
         self._last_applied, self._window_time = True, 0.0
         self._clock = time.time() - s.elapsed
         self.reporter.start_bar(s.update, c.max_updates or
@@ -261,6 +265,7 @@ class Trainer(object):
         try:
             with SigintGuard(self.log) as self._guard:
                 status = self._loop()
+            self.reporter.plot(len(self.vocab), final=True)
         except NonFiniteError as err:
             raise self.reporter.non_finite(
                 err, s.update, self.store.checkpoint_path
@@ -327,7 +332,7 @@ class Trainer(object):
             self._drop_window()
         s.epoch += 1
         s.batch = 0
-        if s.last_valid_update != s.update or s.update == 0:
+        if self.cadence.at_epoch_end(s, s.epoch == c.epochs):
             status = self._validate(scheduled=True)
             if status:
                 return status
@@ -368,7 +373,7 @@ class Trainer(object):
         self.reporter.update(record)
         if self.on_update is not None:
             self.on_update(self, record)
-        if c.valid_every and s.update % c.valid_every == 0:
+        if self.cadence.after_update(s):
             status = self._validate(scheduled=True)
             if status:
                 return status
@@ -387,11 +392,12 @@ class Trainer(object):
         ``max_updates``) changes nothing the rest of the run depends on, so
         a run stopped there and resumed equals one that never stopped.
         """
-        s = self.state
+        s, t0 = self.state, time.time()     # valid_elapsed: all of this
         pause_point("validation")
         ppl = float(perplexity(self.model, self.data.valid,
                                batch_size=self.config.batch_size))
         self._tick()
+        s.valid_elapsed, t0 = s.valid_elapsed + time.time() - t0, time.time()
         s.last_perplexity = ppl
         decision = self.schedule.decide(s, ppl, self.acc.get_learning_rate(),
                                         scheduled)
@@ -403,11 +409,10 @@ class Trainer(object):
         self.reporter.write(record)
         if self._last_applied and math.isfinite(ppl):
             self.save_checkpoint(best=decision.improved and scheduled)
-        else:
-            # Parameters after a non-finite window may be the cause of it:
-            # keep the last good checkpoint instead of overwriting it.
+        else:   # parameters after a non-finite window: keep the last good
             note += "; not checkpointed (non-finite)"
         self.reporter.plot(len(self.vocab))
+        s.valid_elapsed += time.time() - t0
         self.reporter.line(
             "validation at update %d: perplexity %.2f (best %s, unigram "
             "%.2f)%s" % (s.update, ppl, "n/a" if record["best"] is None
