@@ -23,7 +23,7 @@ works)::
 Then, from the repository root, with the project's environment::
 
     .venv/bin/python benchmarks/torch_reference.py \\
-        --torch-python /tmp/torchvenv/bin/python    # H=128,256,1024; ~5 min
+        --torch-python /tmp/torchvenv/bin/python    # H=128,256,1024; ~3.5 min
     .venv/bin/python benchmarks/torch_reference.py \\
         --torch-python /tmp/torchvenv/bin/python --units 256 \\
         --paths torch-embed,torch-onehot,bucket-onehot,bucket-ids,question
