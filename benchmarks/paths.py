@@ -42,8 +42,8 @@ How it is measured:
   the median over timed windows, with min..max; one untimed warm-up window
   per path first;
 * FLOPs per target token, forward + backward, multiply-add = 2 (see
-  :func:`flops_per_token`): one-hot input ``22*V*H + 48*H^2``; id input
-  drops the input product (a row lookup): ``6*V*H + 48*H^2``.  The
+  :func:`flops_per_token`): one-hot input ``22*V*H + 24*H^2``; id input
+  drops the input product (a row lookup): ``6*V*H + 24*H^2``.  The
   fraction of peak divides the achieved GFLOP/s by the float32 GEMM
   GFLOP/s of ``numpy.dot`` on 1024x1024 matrices measured in the same run;
 * compile time (building the model and its compiled functions) is

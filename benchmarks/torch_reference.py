@@ -1,11 +1,15 @@
-"""Our fastest paths against PyTorch's CPU LSTM, side by side (issue 6).
+"""Our fastest path against PyTorch's CPU LSTM, side by side (issues 6, 14).
 
-Issue 6 says the fastest CPU implementation of this model we know of runs
-8-10x faster than our best Theano path on this machine.  This script
-measures that gap in one run: PyTorch's ``torch.nn.LSTM`` (its fused CPU
-kernel) and our paths from :mod:`paths`, timed round-robin on the same
-windows of the same synthetic corpus, with the same number of threads on
-both sides of a row.
+The reference is the language model PyTorch users write for word ids:
+``nn.Embedding(V, H) -> nn.LSTM(H, H, batch_first=True) -> nn.Linear(H, V)``,
+summed cross-entropy, ``torch.optim.Adagrad`` (``torch-embed``).  This
+script measures, in one run, our bucketed id path (``bucket-ids``) and the
+question's approach (``question``, the baseline column) against it: timed
+round-robin on the same windows of the same synthetic corpus, with the same
+number of threads on both sides of a row, at every H of ``--units`` and
+every thread count of ``--threads``.  It prints the full table, then a
+summary: tokens/s and ratios per (H, threads), and GFLOP/s as a fraction of
+the float32 GEMM peak at that thread count, measured in the same run.
 
 PyTorch is *not* a dependency of lstm_accum: never install it into
 ``.venv``.  Make a separate environment from the wheel on disk (PyPI also
@@ -19,32 +23,35 @@ works)::
 Then, from the repository root, with the project's environment::
 
     .venv/bin/python benchmarks/torch_reference.py \\
-        --torch-python /tmp/torchvenv/bin/python           # H=256, 1.5 min
+        --torch-python /tmp/torchvenv/bin/python    # H=128,256,1024; ~3.5 min
     .venv/bin/python benchmarks/torch_reference.py \\
-        --torch-python /tmp/torchvenv/bin/python --units 256,1024
+        --torch-python /tmp/torchvenv/bin/python --units 256 \\
+        --paths torch-embed,torch-onehot,bucket-onehot,bucket-ids,question
 
 Paths (``--paths``, comma-separated):
 
+``torch-embed``    (the reference) what a PyTorch user writes for word ids:
+                   ``nn.Embedding(V, H)`` -> ``nn.LSTM(H, H)`` (its fused
+                   CPU kernel) -> ``nn.Linear(H, V)``.  Not quite our model:
+                   an extra ``(H, 4H)`` input product after the lookup,
+                   +24 H^2 FLOPs per token, where ours looks up a row of the
+                   ``(V, 4H)`` input weights directly.
 ``torch-onehot``   one-hot input ``(B, T, V)`` -> ``nn.LSTM(V, H)`` ->
-                   ``nn.Linear(H, V)`` -> summed softmax cross-entropy.  The
-                   reference: the question's model and math, PyTorch's
-                   default CPU kernel (oneDNN's fused LSTM).
+                   ``nn.Linear(H, V)`` -> summed softmax cross-entropy: the
+                   question's model and math, PyTorch's default CPU kernel
+                   (oneDNN's fused LSTM).
 ``torch-onehot-native``  the same with oneDNN off: ATen's own CPU LSTM (all
                    steps' input product as one matrix product, then each step
                    as ATen operations under autograd).  Faster here: oneDNN's
                    backward also computes the gradient of the V-wide input,
                    which nothing needs.
-``torch-ids``      the same model with word ids: the input product is a row
-                   lookup ``W_in[ids]`` (``F.embedding`` into the ``(V, 4H)``
+``torch-ids``      our id model exactly: the input product is a row lookup
+                   ``W_in[ids]`` (``F.embedding`` into the ``(V, 4H)``
                    input weights, as our ``ids`` path), then the recurrence
                    as one ``addmm`` and the gate arithmetic per step (Python
                    loop, autograd).  ``nn.LSTM`` cannot take precomputed
                    gate inputs, so this path cannot use its fused kernel.
-``torch-embed``    (not in the default set) what a PyTorch user would write
-                   for ids: ``nn.Embedding(V, H)`` -> ``nn.LSTM(H, H)`` (fused
-                   kernel).  A different model: an extra ``(H, 4H)`` input
-                   product, +24 H^2 FLOPs per token.
-``bucket-onehot``, ``bucket-ids``, ``question``, ... ours: the workers of
+``bucket-ids``, ``question``, ``bucket-onehot``, ... ours: the workers of
                    :mod:`paths` (any name in ``paths.PATHS``).
 
 The torch paths use PyTorch's LSTM: no peephole connections (Lasagne's has
@@ -52,8 +59,9 @@ three ``(H,)`` vectors: 3H multiplications per step, not counted in FLOPs),
 two bias vectors (``b_ih + b_hh``: the same sum as our one), no
 ``grad_clipping`` (ours clips the gate pre-activation gradients at 5), and
 ``torch.optim.Adagrad`` (``eps`` added after the square root, 1e-6, where
-Lasagne adds it under the root).  The matrix products, hence the FLOPs per
-token, are the same as ours to well under 1%.
+Lasagne adds it under the root).  Apart from torch-embed's extra input
+product, the matrix products, hence the FLOPs per token, are the same as
+ours to well under 1%.
 
 How it is measured:
 
@@ -90,9 +98,20 @@ How it is measured:
   at 2 threads while another process held a core, about its 1-thread
   speed;
 * tokens/s counts real target tokens (words + ``</s>``): the median over the
-  timed windows (min..max, number of windows); GFLOP/s uses
-  :func:`paths.flops_per_token` (one-hot ``22VH + 48H^2``, ids ``6VH +
-  48H^2``; torch-embed ``6VH + 72H^2``).
+  timed windows (min..max, number of windows);
+* FLOPs per target token, forward + backward, counting the matrix products
+  only (multiply-add = 2 FLOPs; gates, softmax and lookups not counted),
+  :func:`flops_per_token`: the recurrent product ``h W_hid`` (``2 * H *
+  4H`` forward, twice that backward: ``24 H^2``), the output layer ``h
+  W_out`` (``2 * H * V``, three times: ``6 V H``), the one-hot input
+  product for one-hot paths (forward and the weight gradient, ``16 V H``)
+  and torch-embed's ``(H, 4H)`` input product (``24 H^2``).  So ids
+  ``6VH + 24H^2``, one-hot ``22VH + 24H^2``, torch-embed ``6VH + 48H^2``
+  (at V=2000, H=1024: 37.5, 70.2 and 62.6 MFLOP per token);
+* the GEMM peak: float32 ``numpy.dot`` on 1024x1024 matrices
+  (:func:`paths.gemm_gflops`, best of 15), in a subprocess with each thread
+  count's environment, at the start and at the end of the run (the higher
+  counts); "% peak" is a path's GFLOP/s over the peak at its thread count.
 """
 import argparse
 import json
@@ -112,14 +131,15 @@ ROOT = os.path.dirname(HERE)
 __all__ = ["TORCH_PATHS", "DEFAULT_PATHS", "flops_per_token",
            "export_windows", "run", "format_table", "main"]
 
-# Defaults (issue 6: V=2000, H=256 and 1024, N=64, minibatches of 32).
+# Defaults (issue 14: V=2000, H=128, 256 and 1024, N=64, minibatches of 32).
 VOCAB = 2000          # V, special tokens included
-UNITS = (256,)        # H values measured (add 1024 with --units 256,1024)
+UNITS = (128, 256, 1024)  # H values measured
 WINDOWS = (64,)       # N, sentences per update (at least)
 REPEATS = 5           # timed windows per (path, N), after one warm-up
 THREADS = (1, 2)      # BLAS/OpenMP/torch threads; the machine has 2 cores
 BATCH_SIZE = 32       # sentences per bucketed minibatch
-SENTENCES = 10000     # synthetic corpus size (as benchmarks/paths.py)
+SENTENCES = 100000    # synthetic corpus size: buckets of 32 fill about as
+                      # in a corpus of a million sentences
 SEED = 1234           # corpus, plans and weights
 
 #: torch path -> (input kind, oneDNN allowed, short description for the
@@ -136,16 +156,15 @@ TORCH_PATHS = {
                             "biases, no grad clipping"),
     "torch-ids": ("ids", True, "W_in row lookup + per-step addmm loop "
                   "(autograd); no peepholes, no grad clipping"),
-    "torch-embed": ("ids", True, "nn.Embedding(V,H) + nn.LSTM(H,H): not our "
-                    "model, +24H^2 FLOPs/token"),
+    "torch-embed": ("ids", True, "nn.Embedding(V,H) -> nn.LSTM(H,H) -> "
+                    "nn.Linear, as PyTorch users write it (+24H^2 "
+                    "FLOPs/token)"),
 }
-#: Measured unless --paths says otherwise: the reference, its id variant,
-#: our two bucketed paths and the question's approach (the issue's baseline).
-DEFAULT_PATHS = ("torch-onehot", "torch-onehot-native", "torch-ids",
-                 "bucket-onehot", "bucket-ids", "question")
-#: torch paths that train another model: left out of the "Gap" lines.
-OTHER_MODEL = ("torch-embed",)
-REFERENCE = "torch-onehot"   # the "gap" column divides by this path
+#: Measured unless --paths says otherwise: the reference (what PyTorch users
+#: write), our fastest path and the question's approach (the baseline).
+DEFAULT_PATHS = ("torch-embed", "bucket-ids", "question")
+REFERENCE = "torch-embed"   # the "x torch-embed" column divides by this path
+OURS = "bucket-ids"         # the summary puts this path against REFERENCE
 BASELINE = "question"        # the "x question" column divides by this path
 
 
@@ -492,13 +511,32 @@ def run(args, log=print):
         log("# exported %d windows (%d minibatches, %d tokens) in %.1f s"
             % (info["windows"], info["batches"], info["tokens"],
                time.perf_counter() - t0))
+        results["gemm"] = _gemm_peaks(args.threads, args.omp_passive, log)
         for H in args.units:
             for threads in args.threads:
                 results["runs"].extend(
                     _measure(H, threads, data, args, log))
+        # The machine may be busier at the start than at the end: the peak
+        # is the better of both measurements.
+        again = _gemm_peaks(args.threads, args.omp_passive, log)
+        for t, v in again.items():
+            results["gemm"][t] = max(results["gemm"][t] or 0, v or 0) or None
     finally:
         os.unlink(data)
     return results
+
+
+def _gemm_peaks(threads, omp_passive, log):
+    """{str(threads): float32 GEMM GFLOP/s} of :func:`paths.gemm_gflops`,
+    each in a subprocess with that thread count's environment."""
+    paths = _import_paths()
+    out = {}
+    for t in threads:
+        out[str(t)] = paths._gemm_in_subprocess(_thread_env(t, omp_passive))
+        log("# GEMM peak, %d thread%s: %s GFLOP/s" % (
+            t, "s" if t > 1 else "",
+            "%.1f" % out[str(t)] if out[str(t)] else "failed"))
+    return out
 
 
 def _measure(H, threads, data, args, log):
@@ -562,14 +600,19 @@ def _describe_path(path):
     return "ours: %s, %s, %s input" % (what, batching, kind)
 
 
+def _peak(results, threads):
+    return (results.get("gemm") or {}).get(str(threads)) or float("nan")
+
+
 def format_table(results):
-    """The results as a Markdown table, and the gap per (H, threads, N)."""
+    """The results as Markdown: every path's row, then the summary of our
+    path against PyTorch's as its users write it (:func:`format_summary`)."""
     runs = results["runs"]
     V = results["vocab"]
     lines = ["| H | threads | N | path | tokens/s median (min..max) | "
-             "x %s | x %s | GFLOP/s | model |" % (REFERENCE, BASELINE),
-             "|" + "---|" * 9]
-    gaps = []
+             "x %s | x %s | GFLOP/s | %% peak | model |" % (REFERENCE,
+                                                           BASELINE),
+             "|" + "---|" * 10]
     keys = sorted({(r["units"], r["threads"], int(n)) for r in runs
                    for n in r["windows"]})
     for H, threads, n in keys:
@@ -583,25 +626,14 @@ def format_table(results):
             gf = w["median"] * flops_per_token(r["path"], V, H) / 1e9
             lines.append(
                 "| %d | %d | %d | %s | %.0f (%.0f..%.0f) x%d | %s | %s | "
-                "%.1f | %s |" % (H, threads, n, r["path"], w["median"],
-                                 w["min"], w["max"], w["repeats"], ratio[0],
-                                 ratio[1], gf, _describe_path(r["path"])))
-        torch_best = max((p for p in med if p in TORCH_PATHS and
-                          p not in OTHER_MODEL),
-                         key=med.get, default=None)
-        ours_best = max((p for p in med if p not in TORCH_PATHS),
-                        key=med.get, default=None)
-        if torch_best and ours_best:
-            gaps.append(
-                "H=%d, %d thread%s, N=%d: fastest torch (%s) / our fastest "
-                "(%s) = %.2fx%s" % (
-                    H, threads, "s" if threads > 1 else "", n, torch_best,
-                    ours_best, med[torch_best] / med[ours_best],
-                    ("; %s / %s = %.2fx" % (REFERENCE, ours_best,
-                                            med[REFERENCE] / med[ours_best]))
-                    if REFERENCE in med and REFERENCE != torch_best else ""))
+                "%.1f | %.0f%% | %s |" % (
+                    H, threads, n, r["path"], w["median"], w["min"],
+                    w["max"], w["repeats"], ratio[0], ratio[1], gf,
+                    100 * gf / _peak(results, threads),
+                    _describe_path(r["path"])))
     lines.append("")
-    lines.extend("Gap: " + g + "." for g in gaps)
+    lines.extend(format_summary(results))
+    lines.append("")
     med = {(r["units"], r["threads"], r["path"], n): w["median"]
            for r in runs for n, w in r["windows"].items()}
     slower = sorted({p for (H, t, p, n), v in med.items() if p in TORCH_PATHS
@@ -644,6 +676,52 @@ def format_table(results):
     return "\n".join(lines)
 
 
+def format_summary(results, ours=OURS, reference=REFERENCE,
+                   baseline=BASELINE):
+    """Lines: one row per (H, threads, N) with the tokens/s of `baseline`,
+    `ours` and `reference`, the ratios, and `ours`' GFLOP/s against the
+    GEMM peak at that thread count; then how the FLOPs are counted."""
+    runs = results["runs"]
+    V = results["vocab"]
+    med = {(r["units"], r["threads"], int(n), r["path"]): w["median"]
+           for r in runs for n, w in r["windows"].items()}
+    keys = sorted({k[:3] for k in med})
+    if not any((k + (ours,)) in med and (k + (reference,)) in med
+               for k in keys):
+        return []
+    lines = ["Summary, tokens/s medians of one side-by-side run:", "",
+             "| H | threads | N | %s (baseline) | ours: %s | %s | "
+             "**ours / %s** | ours / %s | ours GFLOP/s | %% GEMM peak "
+             "(peak) |" % (baseline, ours, reference, reference, baseline),
+             "|" + "---|" * 10]
+    nan = float("nan")
+    for H, threads, n in keys:
+        b, o, r = (med.get((H, threads, n, p), nan)
+                   for p in (baseline, ours, reference))
+        gf = o * flops_per_token(ours, V, H) / 1e9
+        peak = _peak(results, threads)
+        lines.append("| %d | %d | %d | %.0f | %.0f | %.0f | **%.2fx** | "
+                     "%.2fx | %.1f | %.0f%% (%.0f) |" % (
+                         H, threads, n, b, o, r, o / r, o / b, gf,
+                         100 * gf / peak, peak))
+    H = max(k[0] for k in keys)
+    lines.append("")
+    lines.append(
+        "FLOPs per target token (forward + backward, matrix products only, "
+        "multiply-add = 2): %s %s = 6VH + 24H^2, %s 6VH + 48H^2 (its extra "
+        "(H, 4H) input product), one-hot paths 22VH + 24H^2; at V=%d, H=%d: "
+        "%s %.1f MFLOP, %s %.1f MFLOP. %% GEMM peak = GFLOP/s / float32 "
+        "numpy.dot 1024x1024 GFLOP/s at the row's thread count, measured in "
+        "this run (best of its start and end): %s." % (
+            "ours", ours, reference, V, H, ours,
+            flops_per_token(ours, V, H) / 1e6, reference,
+            flops_per_token(reference, V, H) / 1e6,
+            ", ".join("%s thread%s %.1f" % (t, "s" if t != "1" else "", v)
+                      for t, v in sorted((results.get("gemm") or {}).items())
+                      if v)))
+    return lines
+
+
 def _check_torch_python(exe):
     """Why `exe` cannot run the torch workers, or None."""
     try:
@@ -665,8 +743,8 @@ def _int_list(text):
 
 def parse_args(argv):
     p = argparse.ArgumentParser(
-        description="Our paths against PyTorch's CPU LSTM, side by side "
-                    "(issue 6); see the module docstring.")
+        description="Our fastest path against PyTorch's CPU LSTM, side by "
+                    "side (issues 6, 14); see the module docstring.")
     p.add_argument("--torch-python", metavar="PYTHON",
                    help="Python of an environment with torch and numpy<2 "
                         "(e.g. /tmp/torchvenv/bin/python; see the docstring)")
