@@ -49,6 +49,8 @@ if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
 import quality  # noqa: E402
+from lstm_accum.training.plotting import read_metrics  # noqa: E402
+from lstm_accum.training.reporter import METRICS_NAME  # noqa: E402
 
 #: (label, extra ``lstm-accum train`` options). ``defaults`` is what a
 #: user gets with no option besides size and epochs.
@@ -73,14 +75,9 @@ CANDIDATES = (
 )
 
 
-def _records(out):
-    with open(os.path.join(out, "metrics.jsonl")) as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
 def run_summary(out):
     """Start-up spike and validation share from a run's metrics."""
-    records = _records(out)
+    records = read_metrics(os.path.join(out, METRICS_NAME))
     updates = [r for r in records if r.get("kind") == "update"]
     losses = [r["loss"] for r in updates[:50] if r.get("loss") is not None]
     spike = (max(losses[1:]) / losses[0]) if len(losses) > 1 else None

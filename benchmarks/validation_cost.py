@@ -22,7 +22,6 @@ Usage::
         --sizes 1000,1000000 --units 256 --max-updates 1000
 """
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -38,6 +37,8 @@ if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
 from synthetic import zipf_corpus  # noqa: E402
+from lstm_accum.training.plotting import read_metrics  # noqa: E402
+from lstm_accum.training.reporter import METRICS_NAME  # noqa: E402
 
 
 def write_corpus(path, sentences, seed=1234):
@@ -60,8 +61,7 @@ def run(path, out, units, epochs, max_updates, extra=()):
     if proc.returncode != 0:
         raise RuntimeError(" ".join(command) + "\n" + proc.stdout[-2000:]
                            + proc.stderr[-2000:])
-    with open(os.path.join(out, "metrics.jsonl")) as f:
-        records = [json.loads(line) for line in f if line.strip()]
+    records = read_metrics(os.path.join(out, METRICS_NAME))
     updates = [r for r in records if r["kind"] == "update"]
     valid = [r for r in records if r["kind"] == "validation"]
     held = [line for line in proc.stdout.splitlines()

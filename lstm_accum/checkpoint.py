@@ -198,6 +198,11 @@ def _damaged(path, detail):
         "or start a new run" % (path, detail, BEST_NAME))
 
 
+def _decode_metadata(raw):
+    """The metadata dict of its stored entry (UTF-8 JSON as uint8 bytes)."""
+    return json.loads(raw.tobytes().decode("utf-8"))
+
+
 def read_metadata(path):
     """A checkpoint's metadata alone, without reading or verifying its
     arrays (:func:`load_checkpoint` verifies them).
@@ -213,8 +218,7 @@ def read_metadata(path):
     """
     try:
         with np.load(path, allow_pickle=False) as archive:
-            raw = archive[_META_KEY]
-        return json.loads(raw.tobytes().decode("utf-8"))
+            return _decode_metadata(archive[_META_KEY])
     except Exception:  # any damage: load_checkpoint will say what
         return None
 
@@ -270,7 +274,7 @@ def load_checkpoint(path):
         raise _damaged(path, "checksum mismatch: stored %s..., computed %s..."
                        % (stored[:12], actual[:12]))
     try:
-        metadata = json.loads(entries.pop(_META_KEY).tobytes().decode("utf-8"))
+        metadata = _decode_metadata(entries.pop(_META_KEY))
     except (UnicodeDecodeError, ValueError) as err:
         raise _damaged(path, "unreadable metadata: %s" % err) from None
     entries.pop(_FORMAT_KEY)

@@ -30,7 +30,7 @@ def warmup(rule, updates):
         A Lasagne update rule taking ``learning_rate``
         (``lasagne.updates.adam``...).
     updates : int
-        Updates to reach the full rate (>= 1; 1: no warm-up, the rule
+        Updates to reach the full rate (>= 0; 0 or 1: no warm-up, the rule
         itself).
 
     Returns
@@ -42,7 +42,7 @@ def warmup(rule, updates):
     Raises
     ------
     InputError
-        For ``updates`` that is not an integer >= 1.
+        For ``updates`` that is not an integer >= 0.
 
     Examples
     --------
@@ -51,8 +51,7 @@ def warmup(rule, updates):
     >>> rule.__name__
     'adam'
     """
-    check_int("updates", updates, 1)
-    if updates == 1:
+    if check_int("updates", updates, 0) <= 1:
         return rule
 
     @functools.wraps(rule)
@@ -66,5 +65,4 @@ def warmup(rule, updates):
         result = rule(loss_or_grads, params, learning_rate=rate, **kwargs)
         result[t] = t_new
         return result
-    warmed.warmup_updates = updates
     return warmed

@@ -8,6 +8,7 @@ import zipfile
 
 import numpy as np
 
+from ..checks import check_int
 from ..exceptions import InputError
 from ..files import atomic_open
 
@@ -187,13 +188,10 @@ def split_corpus(corpus, valid_fraction, test_fraction=0.0, seed=0,
         k = int(round(frac * n))
         return max(k, 1) if frac > 0 else k
 
-    if isinstance(valid_max, bool) or not isinstance(
-            valid_max, (int, np.integer)) or valid_max < 0:
-        raise InputError("valid_max must be an integer >= 0 (0: no cap), "
-                         "got %r" % (valid_max,))
+    valid_max = check_int("valid_max", valid_max, 0)
     n_valid, n_test = count(valid_fraction), count(test_fraction)
     if valid_max:
-        n_valid = min(n_valid, int(valid_max))
+        n_valid = min(n_valid, valid_max)
     if n - n_valid - n_test < 1:
         raise InputError("cannot split %d sentences into train/valid/test "
                          "with fractions %g/%g: train would be empty; use a "

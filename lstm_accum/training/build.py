@@ -95,8 +95,7 @@ def build_accumulator(config, model, vocab_size):
     normalisation and limits."""
     c = config
     rule, kwargs = update_rule(c.optimizer, c)
-    if c.warmup > 1:
-        rule = warmup(rule, c.warmup)
+    rule = warmup(rule, c.warmup)
     return GradientAccumulator(
         model.loss(), model.params, model.inputs,
         normalize=c.normalize, update=rule, learning_rate=c.lr,

@@ -41,7 +41,7 @@ class ValidationCadence(object):
     @classmethod
     def from_config(cls, config, valid):
         """The cadence of a run's settings and its validation corpus."""
-        return cls(config.valid_every, valid.num_tokens + len(valid))
+        return cls(config.valid_every, valid.num_targets)
 
     def _tokens_due(self, state):
         return state.tokens_seen - state.valid_tokens_seen >= \
