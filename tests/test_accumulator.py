@@ -901,7 +901,7 @@ def test_inplace_accumulation_graph_has_no_copies(lstm_accs):
     ops = [n.op for n in nodes if isinstance(n.op, AccumulateIfFinite)]
     assert len(ops) == 1 and ops[0].inplace
     # the gate weights' gradients are read as views of the joined gradient
-    assert any(axis >= 0 for _, axis, _, _ in ops[0].spec)
+    assert any(axis >= 0 for _, axis, _, _, _ in ops[0].spec)
     assert not any(isinstance(n.op, (T.Split, theano.compile.DeepCopyOp))
                    for n in nodes)
     # the switch graph, for comparison, has neither

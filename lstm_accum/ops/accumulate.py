@@ -11,13 +11,14 @@ Theano's ``optdb``, makes the op update its accumulators in place.
 choose these ops on the CPU and plain Theano reductions elsewhere (a Python
 op would copy device arrays to the host); both give the same sums.
 
-Imports only :mod:`lstm_accum.backend`.
+Imports only :mod:`lstm_accum.backend` and :mod:`.row_sums`.
 """
 import collections
 
 import numpy as np
 
 from ..backend import theano, T
+from .row_sums import RowSums
 
 __all__ = ["AllFinite", "SquaredNorm", "AccumulateIfFinite",
            "accumulate_spec", "isfinite", "all_finite", "squared_norm",
@@ -103,11 +104,17 @@ class AccumulateIfFinite(theano.Op):
     graph ``switch(ok, acc + g, acc)`` costs a scalar C loop per element.
 
     ``spec`` gives, per accumulator, where its gradient is:
-    ``(source, -1, -1, -1)`` -- the whole source tensor ``source``;
-    ``(source, axis, sizes, part)`` -- part ``part`` of the source cut along
-    ``axis`` by the int vector source ``sizes`` (Theano's ``Split``, the
-    gradient of ``concatenate``; Lasagne's LSTM joins its gate weights).
-    Adding strided views of the unsplit gradient skips ``Split``'s copies.
+    ``(source, -1, -1, -1, -1)`` -- the whole source tensor ``source``;
+    ``(source, axis, sizes, part, -1)`` -- part ``part`` of the source cut
+    along ``axis`` by the int vector source ``sizes`` (Theano's ``Split``,
+    the gradient of ``concatenate``; Lasagne's LSTM joins its gate
+    weights). Adding strided views of the unsplit gradient skips
+    ``Split``'s copies;
+    ``(source, axis, sizes, part, words)`` -- as before, but only the rows
+    ``words`` (an int vector source, no index twice) of the accumulator get
+    it: ``acc[words] += g`` (the gradient of a row lookup,
+    :class:`~lstm_accum.ops.row_sums.RowSums`; zero elsewhere). A 4-tuple
+    means ``words = -1``.
 
     Built with ``inplace=False`` (it then works on copies); the registered
     optimizer ``lstm_accum_inplace_accumulate`` swaps in ``inplace=True``.
@@ -119,7 +126,8 @@ class AccumulateIfFinite(theano.Op):
     __props__ = ("spec", "inplace")
 
     def __init__(self, spec, inplace=False):
-        self.spec = tuple(tuple(int(v) for v in s) for s in spec)
+        self.spec = tuple(tuple(int(v) for v in s) + (-1,) * (5 - len(s))
+                          for s in spec)
         self.inplace = bool(inplace)
         n = len(self.spec)
         if self.inplace:
@@ -130,7 +138,7 @@ class AccumulateIfFinite(theano.Op):
         loss = T.as_tensor_variable(loss)
         rest = [T.as_tensor_variable(t) for t in rest]
         accs, sources = rest[:n], rest[n:]
-        for acc, (src, axis, sizes, part) in zip(accs, self.spec):
+        for acc, (src, axis, sizes, part, words) in zip(accs, self.spec):
             if axis < 0 and sources[src].type != acc.type:
                 raise TypeError("source %r has type %s, accumulator %r %s" %
                                 (sources[src], sources[src].type, acc,
@@ -145,7 +153,7 @@ class AccumulateIfFinite(theano.Op):
     def perform(self, node, inputs, output_storage):
         n = len(self.spec)
         loss, accs, sources = inputs[0], inputs[1:1 + n], inputs[1 + n:]
-        float_sources = set(src for src, _, _, _ in self.spec)
+        float_sources = set(s[0] for s in self.spec)
         if not self.inplace:
             accs = [np.array(a) for a in accs]
         ok = bool(np.isfinite(loss))
@@ -156,7 +164,8 @@ class AccumulateIfFinite(theano.Op):
                     ok = False
                     break
         if ok:
-            for acc, (src, axis, sizes, part) in zip(accs, self.spec):
+            for acc, (src, axis, sizes, part, words) in zip(accs,
+                                                            self.spec):
                 g = sources[src]
                 if axis >= 0:
                     cuts = sources[sizes]
@@ -164,6 +173,14 @@ class AccumulateIfFinite(theano.Op):
                     index = [slice(None)] * g.ndim
                     index[axis] = slice(start, start + int(cuts[part]))
                     g = g[tuple(index)]
+                if words >= 0:
+                    if g.shape[1:] != acc.shape[1:]:
+                        raise ValueError(
+                            "rows of shape %s for an accumulator of shape "
+                            "%s" % (g.shape[1:], acc.shape))
+                    rows = sources[words]
+                    acc[rows] = acc[rows] + g   # rows: distinct indices
+                    continue
                 if g.shape != acc.shape:
                     raise ValueError("gradient of shape %s for an accumulator"
                                      " of shape %s" % (g.shape, acc.shape))
@@ -202,13 +219,63 @@ theano.compile.optdb.register(
     60, "fast_run", "inplace")
 
 
+def _row_lookup_gradient(g, acc):
+    """``(rows, ids, zeros)`` when ``g`` is the gradient of a row lookup
+    ``W[ids]`` -- ``AdvancedIncSubtensor1{inc}(zeros, rows, ids)`` -- of a
+    matrix of ``acc``'s type; else None."""
+    node = g.owner
+    if node is None or not isinstance(node.op, T.subtensor.AdvancedIncSubtensor1) or \
+            node.op.set_instead_of_inc:
+        return None
+    zeros, rows, ids = node.inputs
+    if g.type != acc.type or g.ndim != 2 or rows.ndim != 2 or \
+            rows.dtype != acc.dtype or any(rows.broadcastable) or \
+            ids.ndim != 1 or ids.dtype not in ("int32", "int64"):
+        return None
+    try:
+        if T.get_scalar_constant_value(zeros) != 0:
+            return None
+    except T.NotScalarConstantError:
+        return None
+    return rows, ids, zeros
+
+
+def _split_parts(var_of, axis_ok):
+    """``{i: (split node, axis, part)}`` for the ``i`` whose ``var_of[i]``
+    is an output of a ``Split`` every output of which is some
+    ``var_of[j]``, cut along a constant axis that ``axis_ok`` accepts."""
+    parts = collections.defaultdict(dict)
+    for i, v in var_of.items():
+        node = v.owner
+        if node is not None and isinstance(node.op, T.Split):
+            parts[node][node.outputs.index(v)] = i
+    out = {}
+    for node, by_part in parts.items():
+        try:
+            axis = int(T.get_scalar_constant_value(node.inputs[1]))
+        except T.NotScalarConstantError:
+            continue
+        x = node.inputs[0]
+        if axis < 0:
+            axis += x.ndim
+        if len(by_part) == len(node.outputs) and 0 <= axis < x.ndim and \
+                axis_ok(axis):
+            for part, i in by_part.items():
+                out[i] = (node, axis, part)
+    return out
+
+
 def accumulate_spec(accs, grads):
     """The ``spec`` and source tensors of :class:`AccumulateIfFinite`.
 
     A gradient that is an output of a ``Split`` whose every output is the
     gradient of one of ``accs`` (and of the accumulator's dtype) is read as
-    a view of the unsplit tensor; any other gradient is cast to its
-    accumulator's dtype and added whole.
+    a view of the unsplit tensor. The gradient of a row lookup ``W[ids]``
+    (zeros with rows added at ``ids``) becomes the rows it touches
+    (:class:`~lstm_accum.ops.row_sums.RowSums`, one for the gates of a
+    ``Split`` of those rows), added to those rows of the accumulator only:
+    the same sums, bit for bit, without the dense zeros. Any other gradient
+    is cast to its accumulator's dtype and added whole.
 
     Parameters
     ----------
@@ -219,7 +286,7 @@ def accumulate_spec(accs, grads):
 
     Returns
     -------
-    spec : tuple of 4-tuples of int
+    spec : tuple of 5-tuples of int
         The op's ``spec`` (see :class:`AccumulateIfFinite`).
     sources : list of Theano tensors
         The op's source inputs, which ``spec`` indexes.
@@ -231,26 +298,26 @@ def accumulate_spec(accs, grads):
     >>> ok, *new = AccumulateIfFinite(spec)(loss, *(accs + sources))
     ... # doctest: +SKIP
     """
-    parts = collections.defaultdict(dict)
+    lookups = {}                 # i -> (rows, ids, zeros)
     for i, (acc, g) in enumerate(zip(accs, grads)):
-        node = g.owner
-        if node is not None and isinstance(node.op, T.Split) and \
-                g.dtype == acc.dtype and g.broadcastable == acc.broadcastable:
-            parts[node][node.outputs.index(g)] = i
-    split_of = {}
-    for node, by_part in parts.items():
-        axis = node.inputs[1]
-        try:
-            axis = int(T.get_scalar_constant_value(axis))
-        except T.NotScalarConstantError:
-            continue
-        x = node.inputs[0]
-        if axis < 0:
-            axis += x.ndim
-        if len(by_part) == len(node.outputs) and 0 <= axis < x.ndim:
-            for part, i in by_part.items():
-                split_of[i] = (node, axis, part)
+        found = _row_lookup_gradient(g, acc)
+        if found is not None:
+            lookups[i] = found
+    # Gates' rows cut by columns from one matrix, all looked up by the same
+    # ids: one RowSums on the matrix.
+    row_split = _split_parts(dict((i, r[0]) for i, r in lookups.items()),
+                             lambda axis: axis == 1)
+    for node in set(n for n, _, _ in row_split.values()):
+        members = [i for i, (n, _, _) in row_split.items() if n is node]
+        if len(set(lookups[i][1] for i in members)) != 1:
+            for i in members:
+                del row_split[i]
+    split_of = _split_parts(
+        dict((i, g) for i, (acc, g) in enumerate(zip(accs, grads))
+             if i not in lookups and g.dtype == acc.dtype and
+             g.broadcastable == acc.broadcastable), lambda axis: True)
     sources, position, spec = [], {}, []
+    row_sums_of = {}
 
     def source(var):
         if var not in position:
@@ -258,14 +325,28 @@ def accumulate_spec(accs, grads):
             sources.append(var)
         return position[var]
 
+    def sums_of(rows, ids, zeros):
+        if (rows, ids) not in row_sums_of:
+            row_sums_of[rows, ids] = RowSums()(rows, ids, zeros.shape[0])
+        return row_sums_of[rows, ids]
+
     for i, (acc, g) in enumerate(zip(accs, grads)):
-        if i in split_of:
+        if i in row_split:
+            node, axis, part = row_split[i]
+            rows, ids, zeros = lookups[i]
+            words, sums = sums_of(node.inputs[0], ids, zeros)
+            spec.append((source(sums), axis, source(node.inputs[2]), part,
+                         source(words)))
+        elif i in lookups:
+            words, sums = sums_of(*lookups[i])
+            spec.append((source(sums), -1, -1, -1, source(words)))
+        elif i in split_of:
             node, axis, part = split_of[i]
             spec.append((source(node.inputs[0]), axis,
-                         source(node.inputs[2]), part))
+                         source(node.inputs[2]), part, -1))
         else:
             g = T.patternbroadcast(T.cast(g, acc.dtype), acc.broadcastable)
-            spec.append((source(g), -1, -1, -1))
+            spec.append((source(g), -1, -1, -1, -1))
     return tuple(spec), sources
 
 
