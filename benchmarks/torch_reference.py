@@ -82,7 +82,11 @@ How it is measured:
   starts, for every path;
 * every path runs in its own process, all alive at once for one (H, threads)
   setting; after one untimed warm-up window each, windows are timed
-  round-robin, rotating which path goes first;
+  round-robin, rotating which path goes first, each after a pause
+  (``--gap``, 0.3 s) in which no process computes: an idle worker's
+  threads keep spinning for a while after its own window (OpenBLAS's up
+  to ~0.1 s, yielding; libgomp's briefly), and without the pause they
+  share the cores with the next path's window;
 * threads: ``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS`` and
   ``MKL_NUM_THREADS`` set to the row's value for every process, and
   ``torch.set_num_threads`` in the torch processes.  On a shared 2-core
@@ -500,6 +504,7 @@ def run(args, log=print):
                "openblas": blas.openblas_corename(),
                "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
                "code": _code_version(), "omp_passive": args.omp_passive,
+               "gap_s": args.gap,
                "runs": []}
     fd, data = tempfile.mkstemp(prefix="torchref-", suffix=".npz")
     os.close(fd)
@@ -556,6 +561,7 @@ def _measure(H, threads, data, args, log):
             for _ in range(args.repeats):
                 k = rnd % len(args.paths)
                 for p in args.paths[k:] + args.paths[:k]:  # rotate the order
+                    time.sleep(args.gap)    # the others' threads park
                     r = workers[p].window(n)
                     timed[p, n][0].append(r["seconds"])
                     timed[p, n][1].append(r["tokens"])
@@ -767,6 +773,10 @@ def parse_args(argv):
     p.add_argument("--vocab-size", type=int, default=VOCAB)
     p.add_argument("--sentences", type=int, default=SENTENCES)
     p.add_argument("--seed", type=int, default=SEED)
+    p.add_argument("--gap", type=float, default=0.3,
+                   help="seconds of pause before each timed window, so "
+                        "that the other workers' threads stop spinning "
+                        "(default 0.3)")
     p.add_argument("--omp-passive", action="store_true",
                    help="set OMP_WAIT_POLICY=PASSIVE in every process: "
                         "PyTorch's multi-threaded rows then stay sane while "
