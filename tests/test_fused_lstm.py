@@ -31,30 +31,64 @@ def _randomize(layer, rng, scale=1.5):
         p.set_value(rng.uniform(-scale, scale, v.shape).astype(v.dtype))
 
 
-def _pair(peepholes, grad_clipping, learn_init, mode=None):
-    """Compile Lasagne's scan layer and our fused layer on the same weights:
-    f(x, r) -> [hidden states] + gradients of sum(hidden * r)."""
-    rng = np.random.RandomState(1 + 2 * peepholes + 4 * learn_init)
-    l_in = L.InputLayer((None, None, V))
-    kwargs = dict(peepholes=peepholes, grad_clipping=grad_clipping,
-                  learn_init=learn_init)
-    ref = L.LSTMLayer(l_in, H, **kwargs)
-    ours = FusedLSTMLayer(l_in, H, impl="fused", **kwargs)
-    _randomize(ref, rng)
-    L.set_all_param_values(ours, L.get_all_param_values(ref))
-    for name in ("cell_init", "hid_init"):
-        getattr(ours, name).set_value(getattr(ref, name).get_value())
-    X, R = T.tensor3("X"), T.tensor3("R")
-    fns = []
-    for layer, m in ((ref, None), (ours, mode)):
-        out = L.get_output(layer, X)
-        params = layer.get_params(trainable=True)
-        grads = theano.grad((out * R).sum(), params)
-        fns.append(theano.function([X, R], [out] + grads, mode=m))
-    ops = [type(n.op) for n in fns[1].maker.fgraph.toposort()]
-    assert FusedLSTM in ops and FusedLSTMGrad in ops
-    assert not any("Scan" in t.__name__ for t in ops)
-    return fns, [p.name for p in ref.get_params(trainable=True)]
+@pytest.fixture(scope="module")
+def lstm_fn():
+    """``lstm_fn(peepholes, clip, learn_init, which, linker='c',
+    dtype='float64')``: f(x, r) -> [hidden states] + gradients of
+    sum(hidden * r), for Lasagne's scan layer (``which='scan'``) or our
+    fused layer (``'fused'``, through Theano's C or Python linker).
+
+    Both layers of one ``(peepholes, clip, learn_init, dtype)`` have the
+    same seeded weights. Each layer and function is built on first use and
+    shared by the tests of this module (compiling scan's gradient takes
+    seconds); the functions only read their weights, so a test sees the
+    same function whatever ran before it."""
+    layers, fns = {}, {}
+
+    def build(peepholes, clip, learn_init, dtype):
+        saved = theano.config.floatX
+        theano.config.floatX = dtype
+        try:
+            rng = np.random.RandomState(1 + 2 * peepholes + 4 * learn_init)
+            l_in = L.InputLayer((None, None, V))
+            kwargs = dict(peepholes=peepholes, grad_clipping=clip,
+                          learn_init=learn_init)
+            ref = L.LSTMLayer(l_in, H, **kwargs)
+            ours = FusedLSTMLayer(l_in, H, impl="fused", **kwargs)
+            _randomize(ref, rng)
+            L.set_all_param_values(ours, L.get_all_param_values(ref))
+            for name in ("cell_init", "hid_init"):
+                getattr(ours, name).set_value(getattr(ref, name).get_value())
+        finally:
+            theano.config.floatX = saved
+        return {"scan": ref, "fused": ours}
+
+    def get(peepholes, clip, learn_init, which, linker="c", dtype="float64"):
+        key = (peepholes, clip, learn_init, dtype)
+        if key not in layers:
+            layers[key] = build(*key)
+        if key + (which, linker) in fns:
+            return fns[key + (which, linker)]
+        layer = layers[key][which]
+        saved = theano.config.floatX
+        theano.config.floatX = dtype
+        try:
+            X, R = T.tensor3("X"), T.tensor3("R")
+            out = L.get_output(layer, X)
+            grads = theano.grad((out * R).sum(),
+                                layer.get_params(trainable=True))
+            fn = theano.function([X, R], [out] + grads,
+                                 mode=PY_MODE if linker == "py" else None)
+        finally:
+            theano.config.floatX = saved
+        ops = [type(n.op) for n in fn.maker.fgraph.toposort()]
+        if which == "fused":
+            assert FusedLSTM in ops and FusedLSTMGrad in ops
+            assert not any("Scan" in t.__name__ for t in ops)
+        fn.param_names = [p.name for p in layer.get_params(trainable=True)]
+        fns[key + (which, linker)] = fn
+        return fn
+    return get
 
 
 CASES = [  # peepholes, grad_clipping, learn_init
@@ -66,29 +100,29 @@ CASES = [  # peepholes, grad_clipping, learn_init
 
 @pytest.mark.parametrize("linker", ["c", "py"])
 @pytest.mark.parametrize("peepholes,clip,learn_init", CASES)
-def test_fused_equals_lasagne_scan_float64(linker, peepholes, clip,
+def test_fused_equals_lasagne_scan_float64(lstm_fn, linker, peepholes, clip,
                                            learn_init):
-    with float64():
-        fns, names = _pair(peepholes, clip, learn_init,
-                           PY_MODE if linker == "py" else None)
+    ref = lstm_fn(peepholes, clip, learn_init, "scan")
+    ours = lstm_fn(peepholes, clip, learn_init, "fused", linker)
+    assert ours.param_names == ref.param_names
     rng = np.random.RandomState(7)
     for B, steps in ((3, 7), (1, 1), (2, 13)):
         x = rng.uniform(-2, 2, (B, steps, V))
         r = rng.normal(0, 3, (B, steps, H))  # large: the clip at 0.3 bites
-        want = fns[0](x, r)
-        got = fns[1](x, r)
-        for name, a, b in zip(["hidden"] + names, want, got):
+        want = ref(x, r)
+        got = ours(x, r)
+        for name, a, b in zip(["hidden"] + ref.param_names, want, got):
             assert a.shape == b.shape, name
             err = np.abs(a - b).max() / max(np.abs(a).max(), 1e-300)
             assert err < 1e-10, (name, B, steps, err)
 
 
-def test_clipping_changes_the_gradient():
+def test_clipping_changes_the_gradient(lstm_fn):
     """The comparison above is not vacuous: with this input, clipping at 0.3
     changes the input-weight gradient by far more than the tolerance."""
-    with float64():
-        (f_ref, f_clip), _ = _pair(True, 0.3, False)
-        (_, f_free), _ = _pair(True, False, False)
+    # the same weights (learn_init=False), clipped at 0.3 and not clipped
+    f_clip = lstm_fn(True, 0.3, False, "fused")
+    f_free = lstm_fn(True, False, False, "fused")
     rng = np.random.RandomState(7)
     x = rng.uniform(-2, 2, (3, 7, V))
     r = rng.normal(0, 3, (3, 7, H))
@@ -96,15 +130,14 @@ def test_clipping_changes_the_gradient():
     assert np.abs(clipped - free).max() > 1e-2 * np.abs(free).max()
 
 
-def test_fused_float32_close_to_float64():
-    fns, _ = _pair(True, 5.0, False)  # floatX is float32 in the tests
-    with float64():
-        fns64, _ = _pair(True, 5.0, False)
+def test_fused_float32_close_to_float64(lstm_fn):
+    f32 = lstm_fn(True, 5.0, False, "fused", dtype="float32")
+    f64 = lstm_fn(True, 5.0, False, "fused", dtype="float64")
     rng = np.random.RandomState(3)
     x = rng.uniform(-1, 1, (4, 9, V))
     r = rng.normal(0, 1, (4, 9, H))
-    got = fns[1](x.astype("float32"), r.astype("float32"))
-    want = fns64[1](x, r)
+    got = f32(x.astype("float32"), r.astype("float32"))
+    want = f64(x, r)
     assert got[0].dtype == np.float32
     for a, b in zip(want, got):
         assert np.abs(a - b).max() <= 1e-5 * max(np.abs(a).max(), 1.0)

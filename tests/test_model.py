@@ -398,7 +398,29 @@ def test_num_tokens_and_samples():
     assert [int(v) for v in f_q(np.eye(V)[X[:1]], X[0])] == [4, 1]
 
 
-def test_onehot_and_ids_same_parameters_after_a_window():
+@pytest.fixture(scope="module")
+def ids_mask_acc():
+    """``fresh()`` -> (model, accumulator): the id-input LSTM with masks
+    (float64, seed 13) and its SGD accumulator (normalize='tokens',
+    learning rate 0.1, ids checked against V), as they were built: each
+    call restores the initial weights and an empty window, so the tests
+    that share them (compiling one takes seconds) do not depend on order."""
+    from lstm_accum.accumulation import GradientAccumulator
+    with float64():
+        model = build_model(V, H, input="ids", batching="mask", seed=13)
+        acc = GradientAccumulator(
+            model.loss(), model.params, model.inputs, normalize="tokens",
+            learning_rate=0.1, num_tokens=model.num_tokens(), vocab_size=V)
+    initial = acc.state()
+
+    def fresh():
+        acc.load_state(initial)
+        assert acc.samples == 0
+        return model, acc
+    return fresh
+
+
+def test_onehot_and_ids_same_parameters_after_a_window(ids_mask_acc):
     """Issue 6: one-hot and id input give the same parameters after an
     accumulated window (two masked minibatches of different lengths),
     given the same initial weights."""
@@ -415,10 +437,15 @@ def test_onehot_and_ids_same_parameters_after_a_window():
     results = {}
     with float64():
         for kind in ("onehot", "ids"):
-            model = build_model(V, H, input=kind, batching="mask", seed=13)
-            acc = GradientAccumulator(
-                model.loss(), model.params, model.inputs, normalize="tokens",
-                learning_rate=0.1, num_tokens=model.num_tokens())
+            if kind == "ids":
+                model, acc = ids_mask_acc()     # seed 13 too
+            else:
+                model = build_model(V, H, input=kind, batching="mask",
+                                    seed=13)
+                acc = GradientAccumulator(
+                    model.loss(), model.params, model.inputs,
+                    normalize="tokens", learning_rate=0.1,
+                    num_tokens=model.num_tokens())
             before = model.param_values()
             for X, y, mask in batches:
                 acc.accumulate(np.eye(V)[X] if kind == "onehot" else X, y,
@@ -426,15 +453,17 @@ def test_onehot_and_ids_same_parameters_after_a_window():
             assert acc.tokens == 4 + 2 + 3 + 1 + 3
             assert acc.apply().applied
             results[kind] = (before, model.param_values())
-    (before, onehot), (_, ids) = results["onehot"], results["ids"]
+    (before, onehot), (before_ids, ids) = results["onehot"], results["ids"]
     for name in onehot:
+        # the same initial weights, from the same seed
+        assert np.array_equal(before_ids[name], before[name]), name
         np.testing.assert_allclose(ids[name], onehot[name], rtol=1e-10,
                                    atol=1e-14, err_msg=name)
     moved = [n for n in onehot if not np.array_equal(onehot[n], before[n])]
     assert "lstm1.W_in_to_ingate" in moved and "softmax.W" in moved
 
 
-def test_check_batch_is_the_accumulators_check():
+def test_check_batch_is_the_accumulators_check(ids_mask_acc):
     """model.check_batch as GradientAccumulator(check=...): called once per
     call, the model's own checks apply, and the window is the one the
     generic check gives."""
@@ -448,12 +477,14 @@ def test_check_batch_is_the_accumulators_check():
     def counting(*arrays):
         calls.append(len(arrays))
         return model.check_batch(*arrays)
+    # the generic check (vocab_size=V), then the model's on the same model
+    model, generic = ids_mask_acc()
     with float64():
-        model = build_model(V, H, input="ids", batching="mask", seed=13)
-        accs = [GradientAccumulator(model.loss(), model.params, model.inputs,
-                                    normalize="tokens", learning_rate=0.1,
-                                    num_tokens=model.num_tokens(), **kwargs)
-                for kwargs in (dict(check=counting), dict(vocab_size=V))]
+        own = GradientAccumulator(model.loss(), model.params, model.inputs,
+                                  normalize="tokens", learning_rate=0.1,
+                                  num_tokens=model.num_tokens(),
+                                  check=counting)
+    accs = [own, generic]
     for acc in accs:
         acc.accumulate(X, y, mask)
     assert calls == [3]

@@ -4,15 +4,13 @@ non-finite windows, failures while saving.
 One tiny model (V ~ 25, H = 8, bucketed ids) is built once and shared by
 every in-process run through ``Trainer(model=..., accumulator=...)``; its
 parameters and accumulator are reset to the same initial state before each
-run. The float64 resume test runs in subprocesses with Theano's
-FAST_COMPILE mode (same maths, no C compilation)."""
+run. Resuming through the command line (subprocesses, float64) is in
+``tests/test_resume_matrix.py``."""
 import errno
 import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -369,70 +367,8 @@ def test_unigram_baseline_by_hand():
                                                                 rel=1e-12)
 
 
-# ---------------------------------------------------------------------------
-def run_cli(args, env_extra=None, timeout=600):
-    env = dict(os.environ)
-    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    env["THEANO_FLAGS"] = "floatX=float64,mode=FAST_COMPILE"
-    env.update(env_extra or {})
-    return subprocess.run([sys.executable, "-m", "lstm_accum.cli"] + args,
-                          env=env, capture_output=True, text=True,
-                          timeout=timeout)
-
-
-def cli_args(corpus, out, *extra):
-    return ["train", corpus, "--out", str(out), "--vocab-size", "40",
-            "--units", "8", "--batch-size", "4", "--accumulate", "8",
-            "--optimizer", "adagrad", "--lr", "0.1", "--warmup", "0",
-            "--valid-fraction", "0.1", "--valid-every", "5",
-            "--seed", "3", "--progress", "off"] + list(extra)
-
-
-def test_float64_flag(corpus, tmp_path):
-    out = tmp_path / "f64"
-    proc = run_cli(cli_args(corpus, out, "--max-updates", "2", "--float64"),
-                   env_extra={"THEANO_FLAGS": "mode=FAST_COMPILE"})
-    assert proc.returncode == 0, proc.stderr
-    saved = ckpt.load_checkpoint(str(out / "checkpoint.npz"))
-    assert saved.metadata["floatX"] == "float64"
-    assert saved.arrays["model/softmax.W"].dtype == np.float64
-    # resuming without --float64 continues the run as it was (float64) ...
-    proc = run_cli(cli_args(corpus, out, "--max-updates", "4", "--resume"),
-                   env_extra={"THEANO_FLAGS": "mode=FAST_COMPILE"})
-    assert proc.returncode == 0, proc.stderr
-    saved = ckpt.load_checkpoint(str(out / "checkpoint.npz"))
-    assert saved.metadata["floatX"] == "float64"
-    assert saved.metadata["counters"]["update"] == 4
-    # ... and a setting given that differs from the run's is refused,
-    # naming it, in one line
-    proc = run_cli(cli_args(corpus, out, "--max-updates", "6", "--resume",
-                            "--units", "16"),
-                   env_extra={"THEANO_FLAGS": "mode=FAST_COMPILE"})
-    assert proc.returncode == 2
-    assert "units=8 but this run has units=16" in proc.stderr
-    assert proc.stderr.count("\n") == 1
-
-
-def test_float64_resume_k_then_2k_is_bit_identical(corpus, tmp_path):
-    # 12 is not a multiple of --valid-every: the stop at k adds a
-    # report-only validation that must not change the rest of the run.
-    whole, part = tmp_path / "whole", tmp_path / "part"
-    proc = run_cli(cli_args(corpus, whole, "--max-updates", "24"))
-    assert proc.returncode == 0, proc.stderr
-    proc = run_cli(cli_args(corpus, part, "--max-updates", "12"))
-    assert proc.returncode == 0, proc.stderr
-    first = ckpt.load_checkpoint(str(part / "checkpoint.npz"))
-    assert first.metadata["floatX"] == "float64"
-    assert first.metadata["counters"]["update"] == 12
-    proc = run_cli(cli_args(corpus, part, "--max-updates", "24", "--resume"))
-    assert proc.returncode == 0, proc.stderr
-    assert "resuming from" in proc.stdout
-    a = ckpt.load_checkpoint(str(whole / "checkpoint.npz"))
-    b = ckpt.load_checkpoint(str(part / "checkpoint.npz"))
-    assert a.metadata["counters"]["update"] == 24
-    names = [n for n in a.arrays if n.startswith(("model/", "acc/"))]
-    assert any(n.startswith("acc/optimizer/") for n in names)
-    for name in names:
-        if a.arrays[name].dtype.kind == "f":
-            assert a.arrays[name].dtype == np.float64, name
-        assert identical(a.arrays[name], b.arrays[name]), name
+# Resuming through the command line (float64 bit-identity from k to 2k,
+# --float64 carried over, a differing setting refused in one line) is
+# proved by the own-settings case of tests/test_resume_matrix.py, with one
+# set of runs for what test_float64_flag and
+# test_float64_resume_k_then_2k_is_bit_identical proved here.

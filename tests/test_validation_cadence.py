@@ -10,20 +10,17 @@
 * ``valid_elapsed`` in the validation records: the time spent validating.
 * The plot is redrawn at most every ``PLOT_INTERVAL_S`` seconds, and once
   more at the end if a validation was not drawn.
-* ``lstm-accum train --resume`` continues a run with its own settings, not
-  today's defaults (which changed with this issue).
+* (``lstm-accum train --resume`` continues a run with its own settings, not
+  today's defaults: in ``tests/test_resume_matrix.py``, case own-settings.)
 """
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 import lstm_accum.training.cadence as cadence_module
 import lstm_accum.training.reporter as reporter_module
-from lstm_accum import checkpoint as ckpt
 from lstm_accum.data import encode_file, prepare_corpus, split_corpus
 from lstm_accum.exceptions import InputError
 from lstm_accum.training import Trainer
@@ -142,36 +139,7 @@ def test_plot_is_throttled_and_drawn_at_the_end(corpus, tmp_path,
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
-def cli(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "lstm_accum.cli"]
-                          + list(args), capture_output=True, text=True,
-                          cwd=cwd)
-
-
-def test_resume_keeps_the_runs_own_settings(corpus, tmp_path, repo_root):
-    # A run made with settings that are not today's defaults resumes with
-    # a command that omits them, and ends as the uninterrupted run does.
-    common = ["--vocab-size", "40", "--units", "8", "--batch-size", "4",
-              "--valid-every", "4", "--progress", "off", "--seed", "3"]
-    own = ["--optimizer", "adagrad", "--lr", "0.1", "--accumulate", "8"]
-    whole, part = str(tmp_path / "whole"), str(tmp_path / "part")
-    assert cli("train", corpus, "--out", whole, "--max-updates", "10",
-               *common, *own, cwd=repo_root).returncode == 0
-    assert cli("train", corpus, "--out", part, "--max-updates", "4",
-               *common, *own, cwd=repo_root).returncode == 0
-    proc = cli("train", corpus, "--out", part, "--max-updates", "10",
-               "--resume", *common, cwd=repo_root)
-    assert proc.returncode == 0, proc.stderr
-    a = ckpt.load_checkpoint(os.path.join(whole, "checkpoint.npz"))
-    b = ckpt.load_checkpoint(os.path.join(part, "checkpoint.npz"))
-    assert b.metadata["config"]["optimizer"] == "adagrad"
-    assert b.metadata["config"]["accumulate"] == 8
-    for key, value in a.arrays.items():
-        if key.startswith(("model/", "acc/")):
-            assert value.tobytes() == b.arrays[key].tobytes(), key
-    # a setting given on the command line still has to match
-    proc = cli("train", corpus, "--out", part, "--max-updates", "12",
-               "--resume", "--optimizer", "adam", *common, cwd=repo_root)
-    assert proc.returncode != 0
-    assert "optimizer='adagrad' but this run has optimizer='adam'" in \
-        proc.stderr
+# ``lstm-accum train --resume`` continuing with the run's own settings (and
+# refusing a differing one) is proved by the own-settings case of
+# tests/test_resume_matrix.py, which shares its runs with the resume
+# bit-identity check.
