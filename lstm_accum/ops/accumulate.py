@@ -224,7 +224,8 @@ def _row_lookup_gradient(g, acc):
     ``W[ids]`` -- ``AdvancedIncSubtensor1{inc}(zeros, rows, ids)`` -- of a
     matrix of ``acc``'s type; else None."""
     node = g.owner
-    if node is None or not isinstance(node.op, T.subtensor.AdvancedIncSubtensor1) or \
+    lookup = T.subtensor.AdvancedIncSubtensor1
+    if node is None or not isinstance(node.op, lookup) or \
             node.op.set_instead_of_inc:
         return None
     zeros, rows, ids = node.inputs
