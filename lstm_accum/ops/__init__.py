@@ -3,11 +3,11 @@
 This part owns the shared base of our C ops (:mod:`.base`: compile flags,
 BLAS headers, the check of where they can run) and each operation in its
 own module with its gradient and a Lasagne-style function that builds it
-(:mod:`.fused_lstm`, :mod:`.softmax_nll`, :mod:`.row_sums`, ...); it re-exports those
-functions and op classes.  It may import only the Theano environment
-(:mod:`lstm_accum.backend`, for ``theano``, ``T`` and the configuration it
-applied) and the base modules (``exceptions``, ``checks``), never data,
-models or anything above them.
+(:mod:`.fused_lstm`, :mod:`.softmax_nll`, :mod:`.row_sums`, ...); it
+re-exports those functions and op classes.  It may import only the Theano
+environment (:mod:`lstm_accum.backend`, for ``theano``, ``T`` and the
+configuration it applied) and the base modules (``exceptions``,
+``checks``), never data, models or anything above them.
 """
 from .base import CpuCOp, unavailable_reason
 from .fused_lstm import fused_lstm, fused_supported, FusedLSTM, FusedLSTMGrad

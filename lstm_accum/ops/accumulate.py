@@ -11,13 +11,14 @@ Theano's ``optdb``, makes the op update its accumulators in place.
 choose these ops on the CPU and plain Theano reductions elsewhere (a Python
 op would copy device arrays to the host); both give the same sums.
 
-Imports only :mod:`lstm_accum.backend` and :mod:`.row_sums`.
+Imports only :mod:`lstm_accum.backend`, :mod:`.base` and :mod:`.row_sums`.
 """
 import collections
 
 import numpy as np
 
 from ..backend import theano, T
+from .base import INDEX_DTYPES
 from .row_sums import RowSums
 
 __all__ = ["AllFinite", "SquaredNorm", "AccumulateIfFinite",
@@ -231,7 +232,7 @@ def _row_lookup_gradient(g, acc):
     zeros, rows, ids = node.inputs
     if g.type != acc.type or g.ndim != 2 or rows.ndim != 2 or \
             rows.dtype != acc.dtype or any(rows.broadcastable) or \
-            ids.ndim != 1 or ids.dtype not in ("int32", "int64"):
+            ids.ndim != 1 or ids.dtype not in INDEX_DTYPES:
         return None
     try:
         if T.get_scalar_constant_value(zeros) != 0:
@@ -308,11 +309,11 @@ def accumulate_spec(accs, grads):
     # ids: one RowSums on the matrix.
     row_split = _split_parts(dict((i, r[0]) for i, r in lookups.items()),
                              lambda axis: axis == 1)
-    for node in set(n for n, _, _ in row_split.values()):
-        members = [i for i, (n, _, _) in row_split.items() if n is node]
-        if len(set(lookups[i][1] for i in members)) != 1:
-            for i in members:
-                del row_split[i]
+    ids_of = collections.defaultdict(set)
+    for i, (node, _, _) in row_split.items():
+        ids_of[node].add(lookups[i][1])
+    row_split = dict((i, p) for i, p in row_split.items()
+                     if len(ids_of[p[0]]) == 1)
     split_of = _split_parts(
         dict((i, g) for i, (acc, g) in enumerate(zip(accs, grads))
              if i not in lookups and g.dtype == acc.dtype and

@@ -31,7 +31,21 @@ import hashlib
 
 from ..backend import DEFAULT_FLAGS, DEFAULTED, theano
 
-__all__ = ["CpuCOp", "SUPPORT_CODE", "unavailable_reason"]
+__all__ = ["CpuCOp", "SUPPORT_CODE", "unavailable_reason", "FLOAT_DTYPES",
+           "INDEX_DTYPES", "c_types"]
+
+#: The dtypes our C operations take for real values and for indices.
+FLOAT_DTYPES = ("float32", "float64")
+INDEX_DTYPES = ("int32", "int64")
+
+
+def c_types(floats, indices):
+    """C names of a node's float and index dtypes: ``(ctype, typenum,
+    itype)``, e.g. ``('float', 'NPY_FLOAT32', 'npy_int32')``."""
+    ctype = "float" if floats.dtype == "float32" else "double"
+    typenum = "NPY_FLOAT32" if ctype == "float" else "NPY_FLOAT64"
+    itype = "npy_int32" if indices.dtype == "int32" else "npy_int64"
+    return ctype, typenum, itype
 
 
 def unavailable_reason():

@@ -22,14 +22,12 @@ Imports only :mod:`lstm_accum.backend` and :mod:`.base`.
 import numpy as np
 
 from ..backend import EmptyProps, theano, T
-from .base import CpuCOp
+from .base import FLOAT_DTYPES, INDEX_DTYPES, CpuCOp, c_types
 
 __all__ = ["RowSums", "row_sums"]
 
 _VERSION = 1
 _NO_PROPS = EmptyProps()     # see softmax_nll._NO_PROPS
-_FLOATS = ("float32", "float64")
-_INDICES = ("int32", "int64")
 
 
 def row_sums(rows, ids, num_rows):
@@ -75,10 +73,10 @@ class RowSums(CpuCOp):
         rows = T.as_tensor_variable(rows)
         ids = T.as_tensor_variable(ids)
         num_rows = T.cast(T.as_tensor_variable(num_rows), "int64")
-        if rows.ndim != 2 or rows.dtype not in _FLOATS:
+        if rows.ndim != 2 or rows.dtype not in FLOAT_DTYPES:
             raise TypeError("RowSums: rows must be a float32 or float64 "
                             "matrix, got %s" % rows.type)
-        if ids.ndim != 1 or ids.dtype not in _INDICES:
+        if ids.ndim != 1 or ids.dtype not in INDEX_DTYPES:
             raise TypeError("RowSums: ids must be an int32 or int64 vector, "
                             "got %s" % ids.type)
         if num_rows.ndim != 0:
@@ -116,10 +114,7 @@ class RowSums(CpuCOp):
     def c_code(self, node, name, inputs, outputs, sub):
         rows, ids, num_rows = inputs
         words, sums = outputs
-        ctype = "float" if node.inputs[0].dtype == "float32" else "double"
-        typenum = "NPY_FLOAT32" if ctype == "float" else "NPY_FLOAT64"
-        itype = ("npy_int32" if node.inputs[1].dtype == "int32"
-                 else "npy_int64")
+        ctype, typenum, itype = c_types(node.inputs[0], node.inputs[1])
         fail = sub["fail"]
         return """
         {

@@ -36,7 +36,7 @@ and no GPU implementation.
 import numpy as np
 
 from ..backend import EmptyProps, theano, T
-from .base import CpuCOp
+from .base import FLOAT_DTYPES, INDEX_DTYPES, CpuCOp, c_types
 
 __all__ = ["SoftmaxNLL", "SoftmaxNLLGrad", "softmax_nll"]
 
@@ -45,8 +45,6 @@ _VERSION = 5
 # as unversioned and compile them again in every process (see
 # lstm_accum.backend.patches.EmptyProps, which patches Theano's own ops so).
 _NO_PROPS = EmptyProps()
-_FLOATS = ("float32", "float64")
-_INDICES = ("int32", "int64")
 
 
 def softmax_nll(logits, b, y):
@@ -92,7 +90,7 @@ def softmax_nll(logits, b, y):
 def _float_var(x, dtype=None, what="logits"):
     x = T.as_tensor_variable(x)
     if dtype is None:
-        if x.dtype not in _FLOATS:
+        if x.dtype not in FLOAT_DTYPES:
             raise TypeError("SoftmaxNLL: %s must be float32 or float64, got "
                             "%s" % (what, x.dtype))
     elif x.dtype != dtype:
@@ -102,7 +100,7 @@ def _float_var(x, dtype=None, what="logits"):
 
 def _index_var(y, op):
     y = T.as_tensor_variable(y)
-    if y.dtype not in _INDICES:
+    if y.dtype not in INDEX_DTYPES:
         raise TypeError("%s: targets y must be int32 or int64, got %s; use "
                         "T.cast(y, 'int32')" % (op, y.dtype))
     return y
@@ -123,15 +121,6 @@ def _check_targets(op, y, V):
         raise ValueError(
             "%s: target %d (row %d) is out of range for V = %d classes "
             "(targets must be in [0, %d))" % (op, int(y[n]), n, V, V))
-
-
-def _c_types(floats, indices):
-    """C names of a node's float and index dtypes: ``(ctype, typenum,
-    itype)``, e.g. ``('float', 'NPY_FLOAT32', 'npy_int32')``."""
-    ctype = "float" if floats.dtype == "float32" else "double"
-    typenum = "NPY_FLOAT32" if ctype == "float" else "NPY_FLOAT64"
-    itype = "npy_int32" if indices.dtype == "int32" else "npy_int64"
-    return ctype, typenum, itype
 
 
 class _SimdReductionCOp(CpuCOp):
@@ -215,7 +204,7 @@ class SoftmaxNLL(_SimdReductionCOp):
     def c_code(self, node, name, inputs, outputs, sub):
         x, b, y = inputs
         nll, sm = outputs
-        ctype, typenum, itype = _c_types(node.inputs[0], node.inputs[2])
+        ctype, typenum, itype = c_types(node.inputs[0], node.inputs[2])
         fail = sub["fail"]
         return """
         {
@@ -311,7 +300,7 @@ class SoftmaxNLLGrad(_SimdReductionCOp):
     def c_code(self, node, name, inputs, outputs, sub):
         g, sm, y = inputs
         dx, db = outputs
-        ctype, typenum, itype = _c_types(node.inputs[1], node.inputs[2])
+        ctype, typenum, itype = c_types(node.inputs[1], node.inputs[2])
         fail = sub["fail"]
         return """
         {
