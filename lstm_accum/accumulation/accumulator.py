@@ -39,7 +39,8 @@ from ..backend import theano, lasagne
 from ..checks import check_arrays
 from ..exceptions import InputError
 from ..ops import on_cpu
-from .graphs import accumulate_updates, apply_updates, compile_mode
+from .graphs import (accumulate_updates, apply_updates, apply_mode,
+                     compile_mode)
 from .inputs import (NORMALIZE_CHOICES, check_normalize, check_graph,
                      check_host_check, check_learning_rate, check_max_norm,
                      check_vocab_size, learning_rate_variable, resolve_inputs)
@@ -218,7 +219,7 @@ class GradientAccumulator(object):
         self._state_names = [v.name for v in app.optimizer_state]
         self.apply_fn = theano.function(
             [], app.outputs, updates=app.updates, on_unused_input="ignore",
-            name=name + "/apply")
+            mode=apply_mode(), name=name + "/apply")
 
     def accumulate(self, *arrays):
         """Add the gradient of one call's summed loss to the accumulators.

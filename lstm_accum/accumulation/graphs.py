@@ -21,13 +21,13 @@ import numpy as np
 
 from ..backend import theano, T, lasagne
 from ..ops import (AccumulateIfFinite, accumulate_spec, all_finite, isfinite,
-                   on_cpu, squared_norm)
+                   include_simd_elemwise, on_cpu, squared_norm)
 from .inputs import check_max_norm, check_normalize
 from .window import param_labels
 
 __all__ = ["AccumulateGraph", "ApplyGraph", "accumulate_updates",
            "averaged_gradients", "apply_updates", "name_optimizer_state",
-           "takes_learning_rate", "compile_mode"]
+           "takes_learning_rate", "compile_mode", "apply_mode"]
 
 AccumulateGraph = collections.namedtuple("AccumulateGraph",
                                          ["updates", "outputs"])
@@ -315,3 +315,10 @@ def compile_mode(keep_buffers):
             isinstance(linker, theano.gof.vm.VM_Linker) and linker.allow_gc:
         return mode.clone(link_kwargs={"allow_gc": False})
     return mode
+
+
+def apply_mode():
+    """Theano's default mode, with the apply step's elementwise loops
+    vectorised on the CPU (:mod:`lstm_accum.ops.simd_elemwise`: the same
+    scalar code, bit-identical results); any other mode unchanged."""
+    return include_simd_elemwise(theano.compile.mode.get_default_mode())

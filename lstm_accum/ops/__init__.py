@@ -3,7 +3,8 @@
 This part owns the shared base of our C ops (:mod:`.base`: compile flags,
 BLAS headers, the check of where they can run) and each operation in its
 own module with its gradient and a Lasagne-style function that builds it
-(:mod:`.fused_lstm`, :mod:`.softmax_nll`, :mod:`.row_sums`, ...); it
+(:mod:`.fused_lstm`, :mod:`.softmax_nll`, :mod:`.row_sums`,
+:mod:`.simd_elemwise`, ...); it
 re-exports those functions and op classes.  It may import only the Theano
 environment (:mod:`lstm_accum.backend`, for ``theano``, ``T`` and the
 configuration it applied) and the base modules (``exceptions``,
@@ -16,3 +17,4 @@ from .row_sums import row_sums, RowSums
 from .accumulate import (AccumulateIfFinite, AllFinite, SquaredNorm,
                          accumulate_spec, all_finite, isfinite, on_cpu,
                          squared_norm)
+from .simd_elemwise import SimdElemwise, include_simd_elemwise

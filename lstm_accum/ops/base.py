@@ -32,7 +32,8 @@ import hashlib
 from ..backend import DEFAULT_FLAGS, DEFAULTED, theano
 
 __all__ = ["CpuCOp", "SUPPORT_CODE", "unavailable_reason", "FLOAT_DTYPES",
-           "INDEX_DTYPES", "c_types"]
+           "INDEX_DTYPES", "c_types", "loop_compile_args",
+           "loop_no_compile_args"]
 
 #: The dtypes our C operations take for real values and for indices.
 FLOAT_DTYPES = ("float32", "float64")
@@ -62,6 +63,23 @@ def unavailable_reason():
         return "device %s (our C operations run on the CPU)" % (
             theano.config.device,)
     return None
+
+
+def loop_compile_args():
+    """Compile flags of modules whose loops must vectorise (with
+    :func:`loop_no_compile_args`)."""
+    return ["-ftree-vectorize", "-fno-trapping-math"]
+
+
+def loop_no_compile_args():
+    """Flags such modules drop: our default ``gcc.cxxflags=-O1 -g0``
+    (backend/flags.py) keeps Theano's small modules quick to compile; these
+    loops are much of the training time, so they keep Theano's ``-O3``,
+    unless the user chose a level."""
+    if "gcc.cxxflags" in DEFAULTED:
+        return [f for f in DEFAULT_FLAGS["gcc.cxxflags"].split()
+                if f.startswith("-O")]
+    return []
 
 
 class CpuCOp(theano.Op):
@@ -96,18 +114,10 @@ class CpuCOp(theano.Op):
 
     def c_compile_args(self):
         from theano.tensor.blas import ldflags
-        return ["-ftree-vectorize", "-fno-trapping-math"] + ldflags(
-            libs=False, flags=True)
+        return loop_compile_args() + ldflags(libs=False, flags=True)
 
     def c_no_compile_args(self):
-        # Our default gcc.cxxflags=-O1 -g0 (backend/flags.py) keeps Theano's
-        # small modules quick to compile; these loops are much of the
-        # training time, so they keep Theano's -O3, unless the user chose a
-        # level.
-        if "gcc.cxxflags" in DEFAULTED:
-            return [f for f in DEFAULT_FLAGS["gcc.cxxflags"].split()
-                    if f.startswith("-O")]
-        return []
+        return loop_no_compile_args()
 
     def c_lib_dirs(self):
         from theano.tensor.blas import ldflags
