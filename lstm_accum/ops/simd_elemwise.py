@@ -23,7 +23,7 @@ Theano's loops at ``-O1``; under a level the user set in
 ``gcc.cxxflags``, the user's flags decide, as for Theano's loops
 (bit-identical to them at ``-O2`` and ``-O3`` too, measured by hand).  The same IEEE operations in the same order: results
 are bit-identical to Theano's loops (``tests/test_simd_elemwise.py``:
-adagrad, adam, rmsprop, momentum, adadelta).  A 1M-parameter apply runs
+adagrad, adam, rmsprop, momentum; adadelta too, by hand).  A 1M-parameter apply runs
 3.7x (Adagrad) and 4.2x (Adam) faster (``benchmarks/README.md``).
 
 ``include_simd_elemwise(mode)`` adds the rewrite to a compile mode; the
@@ -48,12 +48,13 @@ _NO_FAIL = "LSTM_ACCUM_SIMD_NO_FAIL"
 
 
 def _fits(node):
-    """Whether an elementwise node's inputs and outputs are arrays of the
-    outputs' shape or broadcast scalars, none of them float16 or complex
-    (the flat loop's case)."""
+    """Whether an elementwise node's inputs and outputs are matrices or
+    higher of the outputs' shape or broadcast scalars, none of them float16
+    or complex (the flat loop's case).  Vectors (biases: small) stay in
+    Theano's loops, which saves compiling a second module per formula."""
     pattern = node.outputs[0].broadcastable
     variables = list(node.inputs) + list(node.outputs)
-    return (node.outputs[0].ndim > 0 and not all(pattern)
+    return (node.outputs[0].ndim > 1 and not all(pattern)
             and all(v.dtype != "float16" and not v.dtype.startswith("complex")
                     for v in variables)
             and all(v.broadcastable == pattern or all(v.broadcastable)
