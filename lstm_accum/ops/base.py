@@ -33,7 +33,7 @@ from ..backend import DEFAULT_FLAGS, DEFAULTED, theano
 
 __all__ = ["CpuCOp", "SUPPORT_CODE", "unavailable_reason", "FLOAT_DTYPES",
            "INDEX_DTYPES", "c_types", "loop_compile_args",
-           "loop_no_compile_args"]
+           "cxxflags_defaulted"]
 
 #: The dtypes our C operations take for real values and for indices.
 FLOAT_DTYPES = ("float32", "float64")
@@ -66,20 +66,15 @@ def unavailable_reason():
 
 
 def loop_compile_args():
-    """Compile flags of modules whose loops must vectorise (with
-    :func:`loop_no_compile_args`)."""
+    """Compile flags of modules whose loops must vectorise."""
     return ["-ftree-vectorize", "-fno-trapping-math"]
 
 
-def loop_no_compile_args():
-    """Flags such modules drop: our default ``gcc.cxxflags=-O1 -g0``
-    (backend/flags.py) keeps Theano's small modules quick to compile; these
-    loops are much of the training time, so they keep Theano's ``-O3``,
-    unless the user chose a level."""
-    if "gcc.cxxflags" in DEFAULTED:
-        return [f for f in DEFAULT_FLAGS["gcc.cxxflags"].split()
-                if f.startswith("-O")]
-    return []
+def cxxflags_defaulted():
+    """Whether ``gcc.cxxflags`` is our default (``-O1 -g0``,
+    backend/flags.py), not a level the user chose: only then do our loops
+    pick their own optimisation level."""
+    return "gcc.cxxflags" in DEFAULTED
 
 
 class CpuCOp(theano.Op):
@@ -117,7 +112,13 @@ class CpuCOp(theano.Op):
         return loop_compile_args() + ldflags(libs=False, flags=True)
 
     def c_no_compile_args(self):
-        return loop_no_compile_args()
+        # Our default -O1 keeps Theano's small modules quick to compile;
+        # these loops are much of the training time, so they keep Theano's
+        # -O3, unless the user chose a level.
+        if cxxflags_defaulted():
+            return [f for f in DEFAULT_FLAGS["gcc.cxxflags"].split()
+                    if f.startswith("-O")]
+        return []
 
     def c_lib_dirs(self):
         from theano.tensor.blas import ldflags

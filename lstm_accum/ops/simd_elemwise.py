@@ -16,15 +16,16 @@ same scalar C code (:class:`SimdComposite` wraps the node's scalar
 operation as a ``Composite``).  Only its contiguous case differs: it calls
 a ``noinline`` function whose loop takes the broadcast scalars by value
 and is ``#pragma GCC ivdep`` (every element is read before it is written,
-in place or not, and no element depends on another), compiled at ``-O3``
-(GCC's ``optimize`` attribute: the rest of the module keeps our default
-``-O1``) without contracting ``a * b + c`` into one rounding (FMA), as
-Theano's loops at ``-O1``; under a level the user set in
-``gcc.cxxflags``, the user's flags decide, as for Theano's loops
-(bit-identical to them at ``-O2`` and ``-O3`` too, measured by hand).  The same IEEE operations in the same order: results
-are bit-identical to Theano's loops (``tests/test_simd_elemwise.py``:
-adagrad, adam, rmsprop, momentum; adadelta too, by hand).  A 1M-parameter apply runs
-3.7x (Adagrad) and 4.2x (Adam) faster (``benchmarks/README.md``).
+in place or not, and no element depends on another).  Under our default
+flags that function alone is compiled at ``-O3`` (GCC's ``optimize``
+attribute; the rest of the module keeps ``-O1``) without contracting
+``a * b + c`` into one rounding (FMA), as Theano's loops at ``-O1``;
+under a level the user set in ``gcc.cxxflags``, the user's flags decide,
+as for Theano's loops.  The same IEEE operations in the same order:
+results are bit-identical to Theano's loops (``tests/test_simd_elemwise.py``:
+adagrad, adam, rmsprop, momentum; adadelta too, and the user levels
+``-O2`` and ``-O3``, by hand).  A 1M-parameter apply runs 3.7x (Adagrad)
+and 4.2x (Adam) faster (``benchmarks/README.md``).
 
 ``include_simd_elemwise(mode)`` adds the rewrite to a compile mode; the
 apply step uses it on the CPU.  It runs after Theano's in-place passes and
@@ -34,8 +35,8 @@ import functools
 import hashlib
 import inspect
 
-from ..backend import DEFAULTED, theano, T
-from .base import loop_compile_args
+from ..backend import theano, T
+from .base import cxxflags_defaulted, loop_compile_args
 
 __all__ = ["SimdComposite", "SimdElemwise", "simd_elemwise",
            "include_simd_elemwise", "SIMD_ELEMWISE"]
@@ -103,7 +104,7 @@ class SimdComposite(theano.scalar.Composite):
         # the user chose a level: the module keeps our default -O1, which
         # compiles the 90-odd such modules of the test suite faster.
         attributes = "noinline, optimize(\"O3\")" \
-            if "gcc.cxxflags" in DEFAULTED else "noinline"
+            if cxxflags_defaulted() else "noinline"
         source = """
         __attribute__((%s)) static void %s(%s)
         {
@@ -166,7 +167,7 @@ class SimdElemwise(T.Elemwise):
         # too, no contraction of a * b + c into one rounding (FMA).  Under a
         # level the user chose, the user's flags decide, as for Theano's.
         args = loop_compile_args() + ["-fno-math-errno"]
-        if "gcc.cxxflags" in DEFAULTED:
+        if cxxflags_defaulted():
             args.append("-ffp-contract=off")
         return args
 
