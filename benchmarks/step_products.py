@@ -9,9 +9,11 @@ to the same BLAS as Theano's ``Dot22`` (NumPy's, ``blas=numpy C-API``), so
 environment (``OPENBLAS_NUM_THREADS``), as for training.
 
 Prints one table: GFLOP/s (multiply-add = 2), median of ``--repeats``
-calls, for each product and, in the same run, a ``1024^3`` product (the
-GEMM peak the other benchmarks use: the best of the start and the end of
-the run) and the softmax layer's ``(N, H) . (H, V)``.
+calls, for each product and, in the same run, a ``1024^3`` product (timed
+the same way, at the start and the end of the run, the better of the two
+kept; ``paths.gemm_gflops``, the other benchmarks' peak, takes the best
+single call instead of a median) and the softmax layer's
+``(N, H) . (H, V)``.
 
     OPENBLAS_NUM_THREADS=2 .venv/bin/python benchmarks/step_products.py
 """
@@ -61,7 +63,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     rng = np.random.RandomState(0)
     big = product(1024, 1024, 1024, rng)
-    start = gflops(*big, repeats=args.repeats)
+    start = gflops(*big, args.repeats)
     B, N, V = args.batch, args.rows, args.vocab_size
     rows = []
     for H in [int(u) for u in args.units.split(",")]:
@@ -69,7 +71,7 @@ def main(argv=None):
                      gflops(*product(B, 4 * H, H, rng, transpose_b=True),
                             args.repeats),
                      gflops(*product(N, H, V, rng), args.repeats)))
-    peak = max(start, gflops(*big, repeats=args.repeats))
+    peak = max(start, gflops(*big, args.repeats))
     print("threads: OPENBLAS_NUM_THREADS=%s; GEMM 1024^3: %.1f GFLOP/s "
           "(best of the start and the end)"
           % (os.environ.get("OPENBLAS_NUM_THREADS", "(unset)"), peak))
