@@ -9,14 +9,20 @@ gradient adds the ``(H, 4H)`` recurrent weight gradient one step at a time
 
 :class:`FusedLSTM` computes the same numbers in two C loops instead:
 
-* forward, per step: one matrix product ``h_{t-1} W_hid`` (BLAS, through
-  Theano's own BLAS interface, so ``blas.ldflags`` applies as for Theano's
-  ``Gemm``) and one pass over the ``(B, H)`` units for the gates, the cell and
-  the output;
+* forward, per step: one matrix product ``h_{t-1} W_hid`` and one pass over
+  the ``(B, H)`` units for the gates, the cell and the output;
 * backward (:class:`FusedLSTMGrad`), per step: one pass for the gate
   gradients (clipped as Lasagne's ``grad_clipping`` clips them) and one
   product ``dG W_hid^T``; the recurrent weight gradient is one product over
-  all steps at the end, ``[h0; h_1..h_{T-1}]^T dG``.
+  all steps at the end, ``[h0; h_1..h_{T-1}]^T dG`` (BLAS).
+
+The per-step products: in float32 on a CPU with AVX-512, our own kernel on
+``W_hid`` packed once per call (:mod:`lstm_accum.ops.panels`; about twice
+OpenBLAS's speed at a batch of 32), with the steps of large batches shared
+by a team of threads; their results do not depend on the number of threads
+and differ from the BLAS path's by float32 rounding (the order of each
+sum).  In float64, and on other CPUs, BLAS, through Theano's own BLAS
+interface (``blas.ldflags`` applies as for Theano's ``Gemm``).
 
 The equations are those of ``lasagne.layers.LSTMLayer`` 0.1 with its default
 nonlinearities (sigmoid gates, tanh cell and output), peepholes (the output
@@ -33,10 +39,11 @@ import numpy as np
 
 from ..backend import lasagne, theano, T
 from .base import CpuCOp, unavailable_reason
+from .panels import PANEL_CODE
 
 __all__ = ["FusedLSTM", "FusedLSTMGrad", "fused_lstm", "fused_supported"]
 
-_VERSION = 13
+_VERSION = 16
 
 
 def _sigmoid(x):
@@ -441,6 +448,8 @@ class FusedLSTMGrad(CpuCOp):
 # handed to the column-major BLAS as their transposes:
 #   row-major A (B, G) = h (B, H) . W (H, G)
 #   <=> col-major A^T (G, B) = W^T (G, H) . h^T (H, B)  -> gemm('N', 'N')
+# The gate loops take a range of units [j0, j1), so that the threads of
+# the panel path (below) can share a step.
 _LOOPS = r"""
 static void lstm_accum_gemm_%(t)s(char ta, char tb, int m, int n, int k,
                                   %(t)s alpha, %(t)s* a, int lda,
@@ -465,9 +474,122 @@ static inline %(t)s lstm_accum_sigmoid_%(t)s(%(t)s x)
     return (%(t)s)1 / ((%(t)s)1 + lstm_accum_exp(-x));
 }
 
-/* noinline: inlined into Theano's large generated function, GCC no longer
-   vectorises the gate loops. */
-__attribute__((noinline)) static void lstm_accum_fused_forward_%(t)s(
+/* One step's gates, cells and outputs for units [j0, j1): a holds
+   h_prev . W on entry and the activations on exit.  noinline: inlined
+   into Theano's large generated function, GCC no longer vectorises the
+   gate loops. */
+__attribute__((noinline)) static void lstm_accum_gates_forward_%(t)s(
+    int batch, int H, int j0, int j1, %(t)s* a, const %(t)s* xt,
+    const %(t)s* bias, const %(t)s* wci, const %(t)s* wcf,
+    const %(t)s* wco, const %(t)s* c_prev, %(t)s* c_out, %(t)s* h_out)
+{
+    const int G = 4 * H;
+    for (int b = 0; b < batch; ++b) {
+        %(t)s* __restrict__ ab = a + (size_t)b * G;
+        const %(t)s* __restrict__ xb = xt + (size_t)b * G;
+        const %(t)s* __restrict__ cp = c_prev + (size_t)b * H;
+        %(t)s* __restrict__ co = c_out + (size_t)b * H;
+        %(t)s* __restrict__ ho = h_out + (size_t)b * H;
+#pragma GCC ivdep
+        for (int j = j0; j < j1; ++j) {
+            %(t)s i = lstm_accum_sigmoid_%(t)s(
+                ab[j] + xb[j] + bias[j] + cp[j] * wci[j]);
+            %(t)s f = lstm_accum_sigmoid_%(t)s(
+                ab[H + j] + xb[H + j] + bias[H + j] + cp[j] * wcf[j]);
+            %(t)s g = lstm_accum_tanh(
+                ab[2 * H + j] + xb[2 * H + j] + bias[2 * H + j]);
+            %(t)s os = lstm_accum_sigmoid_%(t)s(
+                ab[3 * H + j] + xb[3 * H + j] + bias[3 * H + j]);
+            %(t)s c = f * cp[j] + i * g;
+            co[j] = c;
+            ho[j] = (os + c * wco[j]) * lstm_accum_tanh(c);
+            ab[j] = i;
+            ab[H + j] = f;
+            ab[2 * H + j] = g;
+            ab[3 * H + j] = os;
+        }
+    }
+}
+
+/* One step's gate gradients for units [j0, j1): writes d (the clipped
+   pre-activation gradients), updates dc (in: from step t+1; out: to step
+   t-1) and the sums gci, gcf, gco, gb; reads dh (from step t+1).  AUX: the
+   cost also reaches the cell states (ec) and the gate activations (ea);
+   otherwise those are NULL and the branches go. */
+template <bool AUX>
+__attribute__((noinline)) static void lstm_accum_gates_backward_%(t)s(
+    int batch, int H, int j0, int j1, %(t)s clip, const %(t)s* at,
+    const %(t)s* c_prev, const %(t)s* ct, const %(t)s* dht,
+    const %(t)s* ect, const %(t)s* eat, const %(t)s* wci,
+    const %(t)s* wcf, const %(t)s* wco, %(t)s* dc, const %(t)s* dh,
+    %(t)s* d, %(t)s* dwci, %(t)s* dwcf, %(t)s* dwco, %(t)s* dbias)
+{
+    const int G = 4 * H;
+    for (int b = 0; b < batch; ++b) {
+        const %(t)s* __restrict__ ab = at + (size_t)b * G;
+        const %(t)s* __restrict__ cp = c_prev + (size_t)b * H;
+        const %(t)s* __restrict__ cb = ct + (size_t)b * H;
+        const %(t)s* __restrict__ dhb = dht + (size_t)b * H;
+        %(t)s* __restrict__ dcb = dc + (size_t)b * H;
+        const %(t)s* __restrict__ dhn = dh + (size_t)b * H;
+        %(t)s* __restrict__ db = d + (size_t)b * G;
+        %(t)s* __restrict__ gci = dwci;
+        %(t)s* __restrict__ gcf = dwcf;
+        %(t)s* __restrict__ gco = dwco;
+        %(t)s* __restrict__ gb = dbias;
+        const %(t)s* __restrict__ ecb = AUX ? ect + (size_t)b * H : NULL;
+        const %(t)s* __restrict__ eab = AUX ? eat + (size_t)b * G : NULL;
+#pragma GCC ivdep
+        for (int j = j0; j < j1; ++j) {
+            %(t)s i = ab[j], f = ab[H + j], g = ab[2 * H + j],
+                  os = ab[3 * H + j];
+            %(t)s c = cb[j], tc = lstm_accum_tanh(c);
+            %(t)s o = os + c * wco[j];
+            %(t)s h_grad = dhb[j] + dhn[j];
+            %(t)s do_ = h_grad * tc;
+            %(t)s c_grad = dcb[j] + h_grad * o * (1 - tc * tc)
+                           + do_ * wco[j];
+            /* upstream gradients of the activations i, f, g, o_s */
+            %(t)s gi, gf, gg, go;
+            if (AUX) {
+                c_grad += ecb[j];
+                gi = c_grad * g + eab[j];
+                gf = c_grad * cp[j] + eab[H + j];
+                gg = c_grad * i + eab[2 * H + j];
+                go = do_ + eab[3 * H + j];
+            } else {
+                gi = c_grad * g;
+                gf = c_grad * cp[j];
+                gg = c_grad * i;
+                go = do_;
+            }
+            %(t)s d_o = go * os * (1 - os);
+            %(t)s d_i = gi * i * (1 - i);
+            %(t)s d_f = gf * f * (1 - f);
+            %(t)s d_g = gg * (1 - g * g);
+            gco[j] += do_ * c;
+            gci[j] += d_i * cp[j];
+            gcf[j] += d_f * cp[j];
+            dcb[j] = c_grad * f + d_i * wci[j] + d_f * wcf[j];
+            if (clip > 0) {
+                d_i = d_i > clip ? clip : (d_i < -clip ? -clip : d_i);
+                d_f = d_f > clip ? clip : (d_f < -clip ? -clip : d_f);
+                d_g = d_g > clip ? clip : (d_g < -clip ? -clip : d_g);
+                d_o = d_o > clip ? clip : (d_o < -clip ? -clip : d_o);
+            }
+            db[j] = d_i;
+            db[H + j] = d_f;
+            db[2 * H + j] = d_g;
+            db[3 * H + j] = d_o;
+            gb[j] += d_i;
+            gb[H + j] += d_f;
+            gb[2 * H + j] += d_g;
+            gb[3 * H + j] += d_o;
+        }
+    }
+}
+
+static void lstm_accum_fused_forward_%(t)s(
     int steps, int batch, int H, const %(t)s* x, const %(t)s* bias,
     %(t)s* W,
     const %(t)s* wci, const %(t)s* wcf, const %(t)s* wco,
@@ -475,48 +597,24 @@ __attribute__((noinline)) static void lstm_accum_fused_forward_%(t)s(
 {
     const int G = 4 * H;
     const size_t sh = (size_t)batch * H, sg = (size_t)batch * G;
+    if (lstm_accum_panels<%(t)s>::forward(steps, batch, H, x, bias, W, wci,
+                                         wcf, wco, c0, h0, hid, cell, act))
+        return;
     for (int t = 0; t < steps; ++t) {
         %(t)s* h_prev = t ? hid + (t - 1) * sh : h0;
         const %(t)s* c_prev = t ? cell + (t - 1) * sh : c0;
         %(t)s* a = act + t * sg;
-        const %(t)s* xt = x + t * sg;
-        %(t)s* c_out = cell + t * sh;
-        %(t)s* h_out = hid + t * sh;
         /* a = h_prev . W */
         lstm_accum_gemm_%(t)s('N', 'N', G, batch, H, 1, W, G, h_prev, H, 0,
                               a, G);
-        for (int b = 0; b < batch; ++b) {
-            %(t)s* __restrict__ ab = a + (size_t)b * G;
-            const %(t)s* __restrict__ xb = xt + (size_t)b * G;
-            const %(t)s* __restrict__ cp = c_prev + (size_t)b * H;
-            %(t)s* __restrict__ co = c_out + (size_t)b * H;
-            %(t)s* __restrict__ ho = h_out + (size_t)b * H;
-#pragma GCC ivdep
-            for (int j = 0; j < H; ++j) {
-                %(t)s i = lstm_accum_sigmoid_%(t)s(
-                    ab[j] + xb[j] + bias[j] + cp[j] * wci[j]);
-                %(t)s f = lstm_accum_sigmoid_%(t)s(
-                    ab[H + j] + xb[H + j] + bias[H + j] + cp[j] * wcf[j]);
-                %(t)s g = lstm_accum_tanh(
-                    ab[2 * H + j] + xb[2 * H + j] + bias[2 * H + j]);
-                %(t)s os = lstm_accum_sigmoid_%(t)s(
-                    ab[3 * H + j] + xb[3 * H + j] + bias[3 * H + j]);
-                %(t)s c = f * cp[j] + i * g;
-                co[j] = c;
-                ho[j] = (os + c * wco[j]) * lstm_accum_tanh(c);
-                ab[j] = i;
-                ab[H + j] = f;
-                ab[2 * H + j] = g;
-                ab[3 * H + j] = os;
-            }
-        }
+        lstm_accum_gates_forward_%(t)s(batch, H, 0, H, a, x + t * sg, bias,
+                                       wci, wcf, wco, c_prev, cell + t * sh,
+                                       hid + t * sh);
     }
 }
 
-/* AUX: the cost also reaches the cell states (dcell) and the gate
-   activations (dact); otherwise those are NULL and the branches go. */
 template <bool AUX>
-__attribute__((noinline)) static void lstm_accum_fused_backward_%(t)s(
+static void lstm_accum_fused_backward_%(t)s(
     int steps, int batch, int H, %(t)s clip, %(t)s* W,
     const %(t)s* wci, const %(t)s* wcf, const %(t)s* wco,
     const %(t)s* c0, %(t)s* h0, %(t)s* hid, const %(t)s* cell,
@@ -534,79 +632,20 @@ __attribute__((noinline)) static void lstm_accum_fused_backward_%(t)s(
     memset(dwcf, 0, sizeof(%(t)s) * H);
     memset(dwco, 0, sizeof(%(t)s) * H);
     memset(dbias, 0, sizeof(%(t)s) * G);
-    for (int t = steps - 1; t >= 0; --t) {
-        const %(t)s* c_prev = t ? cell + (t - 1) * sh : c0;
-        const %(t)s* ct = cell + t * sh;
-        const %(t)s* at = act + t * sg;
-        const %(t)s* dht = dhid + t * sh;
-        %(t)s* d = dx + t * sg;
-        for (int b = 0; b < batch; ++b) {
-            const %(t)s* __restrict__ ab = at + (size_t)b * G;
-            const %(t)s* __restrict__ cp = c_prev + (size_t)b * H;
-            const %(t)s* __restrict__ cb = ct + (size_t)b * H;
-            const %(t)s* __restrict__ dhb = dht + (size_t)b * H;
-            %(t)s* __restrict__ dcb = dc + (size_t)b * H;
-            const %(t)s* __restrict__ dhn = dh + (size_t)b * H;
-            %(t)s* __restrict__ db = d + (size_t)b * G;
-            %(t)s* __restrict__ gci = dwci;
-            %(t)s* __restrict__ gcf = dwcf;
-            %(t)s* __restrict__ gco = dwco;
-            %(t)s* __restrict__ gb = dbias;
-            const %(t)s* __restrict__ ecb =
-                AUX ? dcell + t * sh + (size_t)b * H : NULL;
-            const %(t)s* __restrict__ eab =
-                AUX ? dact + t * sg + (size_t)b * G : NULL;
-#pragma GCC ivdep
-            for (int j = 0; j < H; ++j) {
-                %(t)s i = ab[j], f = ab[H + j], g = ab[2 * H + j],
-                      os = ab[3 * H + j];
-                %(t)s c = cb[j], tc = lstm_accum_tanh(c);
-                %(t)s o = os + c * wco[j];
-                %(t)s h_grad = dhb[j] + dhn[j];
-                %(t)s do_ = h_grad * tc;
-                %(t)s c_grad = dcb[j] + h_grad * o * (1 - tc * tc)
-                               + do_ * wco[j];
-                /* upstream gradients of the activations i, f, g, o_s */
-                %(t)s gi, gf, gg, go;
-                if (AUX) {
-                    c_grad += ecb[j];
-                    gi = c_grad * g + eab[j];
-                    gf = c_grad * cp[j] + eab[H + j];
-                    gg = c_grad * i + eab[2 * H + j];
-                    go = do_ + eab[3 * H + j];
-                } else {
-                    gi = c_grad * g;
-                    gf = c_grad * cp[j];
-                    gg = c_grad * i;
-                    go = do_;
-                }
-                %(t)s d_o = go * os * (1 - os);
-                %(t)s d_i = gi * i * (1 - i);
-                %(t)s d_f = gf * f * (1 - f);
-                %(t)s d_g = gg * (1 - g * g);
-                gco[j] += do_ * c;
-                gci[j] += d_i * cp[j];
-                gcf[j] += d_f * cp[j];
-                dcb[j] = c_grad * f + d_i * wci[j] + d_f * wcf[j];
-                if (clip > 0) {
-                    d_i = d_i > clip ? clip : (d_i < -clip ? -clip : d_i);
-                    d_f = d_f > clip ? clip : (d_f < -clip ? -clip : d_f);
-                    d_g = d_g > clip ? clip : (d_g < -clip ? -clip : d_g);
-                    d_o = d_o > clip ? clip : (d_o < -clip ? -clip : d_o);
-                }
-                db[j] = d_i;
-                db[H + j] = d_f;
-                db[2 * H + j] = d_g;
-                db[3 * H + j] = d_o;
-                gb[j] += d_i;
-                gb[H + j] += d_f;
-                gb[2 * H + j] += d_g;
-                gb[3 * H + j] += d_o;
-            }
+    if (!lstm_accum_panels<%(t)s>::backward<AUX>(
+            steps, batch, H, clip, W, wci, wcf, wco, c0, cell, act, dhid,
+            dcell, dact, dx, dbias, dwci, dwcf, dwco, dc, dh)) {
+        for (int t = steps - 1; t >= 0; --t) {
+            %(t)s* d = dx + t * sg;
+            lstm_accum_gates_backward_%(t)s<AUX>(
+                batch, H, 0, H, clip, act + t * sg,
+                t ? cell + (t - 1) * sh : c0, cell + t * sh, dhid + t * sh,
+                AUX ? dcell + t * sh : NULL, AUX ? dact + t * sg : NULL,
+                wci, wcf, wco, dc, dh, d, dwci, dwcf, dwco, dbias);
+            /* dh = d . W^T   (col-major: dh^T (H, B) = W (H, G) . d^T) */
+            lstm_accum_gemm_%(t)s('T', 'N', H, batch, G, 1, W, G, d, G, 0,
+                                  dh, H);
         }
-        /* dh = d . W^T   (col-major: dh^T (H, B) = W (H, G) . d^T (G, B)) */
-        lstm_accum_gemm_%(t)s('T', 'N', H, batch, G, 1, W, G, d, G, 0, dh,
-                              H);
     }
     /* dW = Hprev^T . dx with Hprev = [h0; hid[0 .. T-2]]  (T*B, H),
        one product (col-major: dW^T (G, H) = dx^T (G, TB) . Hprev (TB, H)).
@@ -633,5 +672,164 @@ __attribute__((noinline)) static void lstm_accum_fused_backward_%(t)s(
 }
 """
 
+# The panel path: float with AVX-512 (panels.py); double, and float
+# without AVX-512, answer false and use BLAS.  Each thread of the team owns
+# a range of units and computes their columns of every step's product and
+# their gates, with one barrier per step.
+_PANEL_DECLARATIONS = r"""
+namespace {
+template <typename T>
+struct lstm_accum_panels {
+    /* false: use BLAS */
+    static bool forward(int, int, int, const T*, const T*, const T*,
+                        const T*, const T*, const T*, const T*, const T*,
+                        T*, T*, T*)
+    {
+        return false;
+    }
+    template <bool AUX>
+    static bool backward(int, int, int, T, const T*, const T*, const T*,
+                         const T*, const T*, const T*, const T*, const T*,
+                         const T*, const T*, T*, T*, T*, T*, T*, T*, T*)
+    {
+        return false;
+    }
+};
+
+#if LSTM_ACCUM_PANELS
+template <>
+struct lstm_accum_panels<float> {
+    static bool forward(int steps, int batch, int H, const float* x,
+                        const float* bias, const float* W, const float* wci,
+                        const float* wcf, const float* wco, const float* c0,
+                        const float* h0, float* hid, float* cell,
+                        float* act);
+    template <bool AUX>
+    static bool backward(int steps, int batch, int H, float clip,
+                         const float* W, const float* wci, const float* wcf,
+                         const float* wco, const float* c0,
+                         const float* cell, const float* act,
+                         const float* dhid, const float* dcell,
+                         const float* dact, float* dx, float* dbias,
+                         float* dwci, float* dwcf, float* dwco, float* dc,
+                         float* dh);
+};
+#endif
+}  // namespace
+"""
+
+_PANEL_STEPS = r"""
+#if LSTM_ACCUM_PANELS
+struct lstm_accum_forward_args {
+    int steps, batch, H;
+    const float *x, *bias, *P, *wci, *wcf, *wco, *c0, *h0;
+    float *hid, *cell, *act;
+    lstm_accum_barrier barrier;
+};
+
+static void lstm_accum_forward_work(void* p, int rank, int size)
+{
+    lstm_accum_forward_args* a = (lstm_accum_forward_args*)p;
+    const int H = a->H, G = 4 * H, batch = a->batch;
+    const size_t sh = (size_t)batch * H, sg = (size_t)batch * G;
+    int p0, p1, local = 0;
+    lstm_accum_share((H + 7) / 8, rank, size, &p0, &p1);
+    const int j0 = 8 * p0, j1 = 8 * p1 < H ? 8 * p1 : H;
+    for (int t = 0; t < a->steps; ++t) {
+        const float* h_prev = t ? a->hid + (t - 1) * sh : a->h0;
+        float* act = a->act + t * sg;
+        if (p0 < p1) {
+            lstm_accum_panel_product<true>(batch, H, h_prev, H, a->P, act,
+                                           G, H, p0, p1);
+            lstm_accum_gates_forward_float(
+                batch, H, j0, j1, act, a->x + t * sg, a->bias, a->wci,
+                a->wcf, a->wco, t ? a->cell + (t - 1) * sh : a->c0,
+                a->cell + t * sh, a->hid + t * sh);
+        }
+        if (t + 1 < a->steps)
+            lstm_accum_barrier_wait(&a->barrier, size, &local);
+    }
+}
+
+bool lstm_accum_panels<float>::forward(
+    int steps, int batch, int H, const float* x, const float* bias,
+    const float* W, const float* wci, const float* wcf, const float* wco,
+    const float* c0, const float* h0, float* hid, float* cell, float* act)
+{
+    if (steps == 0 || H == 0 || !lstm_accum_panels_pay(batch, H))
+        return false;
+    float* P = lstm_accum_pack_gates(H, W);
+    if (!P)
+        return false;
+    lstm_accum_forward_args a = {steps, batch, H, x, bias, P, wci, wcf,
+                                 wco, c0, h0, hid, cell, act, {0, 0}};
+    lstm_accum_team_run(lstm_accum_forward_work, &a,
+                        lstm_accum_team_for(batch, H));
+    free(P);
+    return true;
+}
+
+struct lstm_accum_backward_args {
+    int steps, batch, H;
+    float clip;
+    const float *P, *wci, *wcf, *wco, *c0, *cell, *act, *dhid, *dcell,
+        *dact;
+    float *dx, *dbias, *dwci, *dwcf, *dwco, *dc, *dh;
+    lstm_accum_barrier barrier;
+};
+
+template <bool AUX>
+static void lstm_accum_backward_work(void* p, int rank, int size)
+{
+    lstm_accum_backward_args* a = (lstm_accum_backward_args*)p;
+    const int H = a->H, G = 4 * H, batch = a->batch;
+    const size_t sh = (size_t)batch * H, sg = (size_t)batch * G;
+    int q0, q1, local = 0;
+    lstm_accum_share((H + 31) / 32, rank, size, &q0, &q1);
+    const int j0 = 32 * q0, j1 = 32 * q1 < H ? 32 * q1 : H;
+    for (int t = a->steps - 1; t >= 0; --t) {
+        float* d = a->dx + t * sg;
+        if (q0 < q1)
+            lstm_accum_gates_backward_float<AUX>(
+                batch, H, j0, j1, a->clip, a->act + t * sg,
+                t ? a->cell + (t - 1) * sh : a->c0, a->cell + t * sh,
+                a->dhid + t * sh, AUX ? a->dcell + t * sh : NULL,
+                AUX ? a->dact + t * sg : NULL, a->wci, a->wcf, a->wco,
+                a->dc, a->dh, d, a->dwci, a->dwcf, a->dwco, a->dbias);
+        /* every unit's d before anyone's dh = d . W^T; dh's columns are
+           the units' own, read by their own gates at step t-1 */
+        lstm_accum_barrier_wait(&a->barrier, size, &local);
+        if (q0 < q1)
+            lstm_accum_panel_product<false>(batch, G, d, G, a->P, a->dh, H,
+                                            H, q0, q1);
+    }
+}
+
+template <bool AUX>
+bool lstm_accum_panels<float>::backward(
+    int steps, int batch, int H, float clip, const float* W,
+    const float* wci, const float* wcf, const float* wco, const float* c0,
+    const float* cell, const float* act, const float* dhid,
+    const float* dcell, const float* dact, float* dx, float* dbias,
+    float* dwci, float* dwcf, float* dwco, float* dc, float* dh)
+{
+    if (steps == 0 || H == 0 || !lstm_accum_panels_pay(batch, H))
+        return false;
+    float* P = lstm_accum_pack_transposed(H, W);
+    if (!P)
+        return false;
+    lstm_accum_backward_args a = {steps, batch, H, clip, P, wci, wcf, wco,
+                                  c0, cell, act, dhid, dcell, dact, dx,
+                                  dbias, dwci, dwcf, dwco, dc, dh, {0, 0}};
+    lstm_accum_team_run(lstm_accum_backward_work<AUX>, &a,
+                        lstm_accum_team_for(batch, H));
+    free(P);
+    return true;
+}
+#endif
+"""
+
 FusedLSTM.c_loops = FusedLSTMGrad.c_loops = "".join(
-    _LOOPS % {"t": t, "p": p} for t, p in (("float", "s"), ("double", "d")))
+    [PANEL_CODE, _PANEL_DECLARATIONS]
+    + [_LOOPS % {"t": t, "p": p} for t, p in (("float", "s"), ("double", "d"))]
+    + [_PANEL_STEPS])

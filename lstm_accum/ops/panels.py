@@ -1,0 +1,394 @@
+"""The fused LSTM's per-step products, and the threads that share a step.
+
+An LSTM step multiplies a batch of ``B <= 32`` hidden states by the
+recurrent weights: ``(B, H) . (H, 4H)`` forward, ``(B, 4H) . (4H, H)``
+backward.  General BLAS ``gemm`` packs the whole weight matrix into its
+own layout at every call, and with only ``B`` rows to share that cost it
+reaches a fraction of the machine's peak (OpenBLAS: about half of it on
+two threads at H=1024, less on one; ``benchmarks/step_products.py``).
+The weights do not change between the steps of a call, so
+:data:`PANEL_CODE` packs them once per call into panels of 32 columns and
+multiplies each step against those panels with an AVX-512 kernel of 8 rows
+by 32 columns:
+
+* forward, a panel holds the four gates of 8 units (input, forget, cell,
+  output: 8 columns each), so that the thread that computes a panel can go
+  on to those units' gates without waiting for the others;
+* backward, a panel holds 32 consecutive units of ``W^T``.
+
+Every output element is one sum in a fixed order (partial sums over
+blocks of 128 consecutive ``k``, as BLAS sums blocks of its own size, then
+their total in increasing ``k``), whatever the batch size, the row block
+or the thread that computes it: the results do not depend on the number of
+threads.  The order differs from BLAS's, so results differ from the BLAS
+path by float32 rounding, and are as close to the exact sums.
+
+The threads: the caller and ``n - 1`` workers of a team created on first
+use, with ``n`` chosen by OpenBLAS's own rule (``OPENBLAS_NUM_THREADS``,
+then ``GOTO_NUM_THREADS``, then ``OMP_NUM_THREADS``, then the CPUs this
+process may run on; never more than those CPUs), read once.  Between calls
+the workers sleep on a condition variable (they do not spin, as OpenBLAS's
+threads run the products in between); within a call they meet at one
+spinning barrier per step.  A child process after ``fork`` starts a team of
+its own.
+
+The kernel needs AVX-512 (F, DQ, VL) at compile time (Theano compiles for
+the machine it runs on); elsewhere, and for float64, the operations use
+BLAS as before (``LSTM_ACCUM_PANELS`` is 0).
+"""
+
+__all__ = ["PANEL_CODE"]
+
+PANEL_CODE = r"""
+#if defined(__AVX512F__) && defined(__AVX512DQ__) && defined(__AVX512VL__)
+#define LSTM_ACCUM_PANELS 1
+#include <immintrin.h>
+#include <pthread.h>
+#include <sched.h>
+#include <unistd.h>
+#else
+#define LSTM_ACCUM_PANELS 0
+#endif
+
+#if LSTM_ACCUM_PANELS
+/* ---- panels ---- */
+
+/* Panels of 32 columns, K rows each, 64-byte aligned: panel p, row k,
+   column GROUP_WIDTH * g + l (g < 32 / GROUP_WIDTH groups, l < GROUP_WIDTH)
+   holds W[k * sk + g * sg + (GROUP_WIDTH * p + l) * su], zero past unit
+   `units`. */
+template <int GROUP_WIDTH>
+static float* lstm_accum_pack(int units, int K, const float* W, size_t sk,
+                              size_t sg, size_t su)
+{
+    const int np = (units + GROUP_WIDTH - 1) / GROUP_WIDTH;
+    float* P = (float*)aligned_alloc(64, sizeof(float) * 32 * K * np);
+    if (!P)
+        return NULL;
+    for (int p = 0; p < np; ++p) {
+        const int u0 = GROUP_WIDTH * p;
+        const int w = units - u0 < GROUP_WIDTH ? units - u0 : GROUP_WIDTH;
+        for (int k = 0; k < K; ++k) {
+            float* d = P + ((size_t)p * K + k) * 32;
+            for (int g = 0; g < 32 / GROUP_WIDTH; ++g)
+                for (int l = 0; l < GROUP_WIDTH; ++l)
+                    d[GROUP_WIDTH * g + l] =
+                        l < w ? W[k * sk + g * sg + (u0 + l) * su] : 0.0f;
+        }
+    }
+    return P;
+}
+
+/* Forward panels of W (H, 4H), row-major: panel p is H rows of
+   [i(8) f(8) g(8) o(8)] of units 8p .. 8p+7. */
+static float* lstm_accum_pack_gates(int H, const float* W)
+{
+    return lstm_accum_pack<8>(H, H, W, 4 * (size_t)H, H, 1);
+}
+
+/* Backward panels of W^T (4H, H): panel q is 4H rows of units
+   32q .. 32q+31; row k holds W[32q + l, k]. */
+static float* lstm_accum_pack_transposed(int H, const float* W)
+{
+    return lstm_accum_pack<32>(H, 4 * H, W, 1, 0, 4 * (size_t)H);
+}
+
+/* Terms summed from zero before they join the total: one rounding chain of
+   K = 1000-4000 terms is about twice as far from the exact sum as BLAS's
+   blocked sums (256-384 terms), chains of 128 are no further. */
+#define LSTM_ACCUM_CHAIN 128
+
+/* C rows r < MR, 32 columns of panel P: the sum over k = 0 .. K-1 of
+   A[r, k] * P[k, :], as a total of partial sums over k in blocks of
+   LSTM_ACCUM_CHAIN, each in increasing k, added in increasing order.
+   GATES: the columns are [i f g o] of 8 units and go to C + g*H (w of 8
+   valid); else to C (w of 32 valid). */
+template <int MR, bool GATES>
+static inline void lstm_accum_panel_rows(int K, const float* A, int lda,
+                                         const float* P, float* C, int ldc,
+                                         int H, int w)
+{
+    __m512 c0[MR], c1[MR];
+    __attribute__((aligned(64))) float total[MR][32];
+    for (int k0 = 0; k0 < K; k0 += LSTM_ACCUM_CHAIN) {
+        const int k1 = K - k0 < LSTM_ACCUM_CHAIN ? K : k0 + LSTM_ACCUM_CHAIN;
+        for (int r = 0; r < MR; ++r) {
+            c0[r] = _mm512_setzero_ps();
+            c1[r] = _mm512_setzero_ps();
+        }
+        for (int k = k0; k < k1; ++k) {
+            const __m512 b0 = _mm512_load_ps(P + (size_t)k * 32);
+            const __m512 b1 = _mm512_load_ps(P + (size_t)k * 32 + 16);
+            for (int r = 0; r < MR; ++r) {
+                const __m512 a = _mm512_set1_ps(A[(size_t)r * lda + k]);
+                c0[r] = _mm512_fmadd_ps(a, b0, c0[r]);
+                c1[r] = _mm512_fmadd_ps(a, b1, c1[r]);
+            }
+        }
+        if (k0 > 0)
+            for (int r = 0; r < MR; ++r) {
+                c0[r] = _mm512_add_ps(_mm512_load_ps(total[r]), c0[r]);
+                c1[r] = _mm512_add_ps(_mm512_load_ps(total[r] + 16), c1[r]);
+            }
+        if (k1 < K)
+            for (int r = 0; r < MR; ++r) {
+                _mm512_store_ps(total[r], c0[r]);
+                _mm512_store_ps(total[r] + 16, c1[r]);
+            }
+    }
+    if (K <= 0)
+        for (int r = 0; r < MR; ++r) {
+            c0[r] = _mm512_setzero_ps();
+            c1[r] = _mm512_setzero_ps();
+        }
+    if (GATES) {
+        const __mmask8 m = (__mmask8)((1u << w) - 1);
+        for (int r = 0; r < MR; ++r) {
+            float* c = C + (size_t)r * ldc;
+            _mm256_mask_storeu_ps(c, m, _mm512_castps512_ps256(c0[r]));
+            _mm256_mask_storeu_ps(c + H, m, _mm512_extractf32x8_ps(c0[r], 1));
+            _mm256_mask_storeu_ps(c + 2 * H, m,
+                                  _mm512_castps512_ps256(c1[r]));
+            _mm256_mask_storeu_ps(c + 3 * H, m,
+                                  _mm512_extractf32x8_ps(c1[r], 1));
+        }
+    } else {
+        const __mmask16 m0 = w >= 16 ? (__mmask16)0xFFFF
+                                     : (__mmask16)((1u << w) - 1);
+        const __mmask16 m1 = w >= 32 ? (__mmask16)0xFFFF
+            : (w <= 16 ? (__mmask16)0 : (__mmask16)((1u << (w - 16)) - 1));
+        for (int r = 0; r < MR; ++r) {
+            _mm512_mask_storeu_ps(C + (size_t)r * ldc, m0, c0[r]);
+            _mm512_mask_storeu_ps(C + (size_t)r * ldc + 16, m1, c1[r]);
+        }
+    }
+}
+
+/* lstm_accum_panel_rows for the last rows < 8 of a product (rows <= MR),
+   each count with its own unrolled kernel. */
+template <int MR, bool GATES>
+static inline void lstm_accum_panel_tail(int rows, int K, const float* A,
+                                         int lda, const float* P, float* C,
+                                         int ldc, int H, int w)
+{
+    if (rows == MR)
+        lstm_accum_panel_rows<MR, GATES>(K, A, lda, P, C, ldc, H, w);
+    else if (MR > 1)
+        lstm_accum_panel_tail<(MR > 1 ? MR - 1 : 1), GATES>(
+            rows, K, A, lda, P, C, ldc, H, w);
+}
+
+/* C (M, .) = A (M, K) . panels [p0, p1) of P (K rows each).  GATES: gate
+   panels of 8 units (C has 4H columns), else panels of 32 columns. */
+template <bool GATES>
+__attribute__((noinline)) static void lstm_accum_panel_product(
+    int M, int K, const float* A, int lda, const float* P, float* C,
+    int ldc, int H, int p0, int p1)
+{
+    const int width = GATES ? 8 : 32;
+    for (int p = p0; p < p1; ++p) {
+        const int n0 = p * width;
+        const int w = H - n0 < width ? H - n0 : width;
+        const float* pp = P + (size_t)p * K * 32;
+        float* cp = C + n0;
+        int m = 0;
+        for (; m + 8 <= M; m += 8)
+            lstm_accum_panel_rows<8, GATES>(K, A + (size_t)m * lda, lda, pp,
+                                            cp + (size_t)m * ldc, ldc, H, w);
+        if (m < M)
+            lstm_accum_panel_tail<7, GATES>(M - m, K, A + (size_t)m * lda,
+                                            lda, pp, cp + (size_t)m * ldc,
+                                            ldc, H, w);
+    }
+}
+
+/* Whether the panels beat BLAS for steps of a batch of that many rows and
+   H units (one thread, packing included, 20 steps per pack, against
+   OpenBLAS 0.3.20's SkylakeX sgemm; benchmarks/README.md): at a batch of 8
+   or more they gain 0.94-0.97x (H = 128) to 2-11x, at 2-7 rows 4-12x from
+   H = 256 up but 0.78-0.91x at H = 128.  A batch of one: NumPy's dot
+   (Theano's BLAS interface without blas.ldflags) runs it as a
+   matrix-vector product, which the panels do not beat (per-sentence
+   training lost 6% at H = 128 and 21% at H = 1024 with them). */
+static inline bool lstm_accum_panels_pay(int batch, int H)
+{
+    return batch >= 8 || (batch >= 2 && H >= 256);
+}
+
+/* ---- the team ---- */
+
+#define LSTM_ACCUM_MAX_TEAM 64
+typedef void (*lstm_accum_job)(void* arg, int rank, int size);
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int size;              /* threads, the caller included; 0: not yet */
+    int workers;           /* workers running */
+    pid_t pid;             /* the process that created them */
+    unsigned generation;   /* bumped per job */
+    unsigned first;        /* generation when the workers were made */
+    lstm_accum_job job;
+    void* arg;
+    int done;              /* workers finished with this generation */
+} lstm_accum_team_ = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
+                      0, 0, 0, 0, 0, NULL, NULL, 0};
+
+/* OpenBLAS's rule for its number of threads. */
+static int lstm_accum_team_size(void)
+{
+    int cpus = 1;
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0)
+        cpus = CPU_COUNT(&set);
+    if (cpus < 1)
+        cpus = 1;
+    const char* names[3] = {"OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS",
+                            "OMP_NUM_THREADS"};
+    int n = 0;
+    for (int k = 0; k < 3 && n <= 0; ++k) {
+        const char* v = getenv(names[k]);
+        n = v ? atoi(v) : 0;
+    }
+    if (n <= 0 || n > cpus)
+        n = cpus;
+    return n > LSTM_ACCUM_MAX_TEAM ? LSTM_ACCUM_MAX_TEAM : n;
+}
+
+static void* lstm_accum_worker(void* p)
+{
+    const int rank = (int)(size_t)p;
+    pthread_mutex_lock(&lstm_accum_team_.mu);
+    /* from the generation before the first job: a worker that starts
+       after that job was posted still runs it */
+    unsigned seen = lstm_accum_team_.first;
+    for (;;) {
+        while (lstm_accum_team_.generation == seen)
+            pthread_cond_wait(&lstm_accum_team_.cv, &lstm_accum_team_.mu);
+        seen = lstm_accum_team_.generation;
+        lstm_accum_job job = lstm_accum_team_.job;
+        void* arg = lstm_accum_team_.arg;
+        int size = lstm_accum_team_.size;
+        pthread_mutex_unlock(&lstm_accum_team_.mu);
+        job(arg, rank, size);
+        __atomic_add_fetch(&lstm_accum_team_.done, 1, __ATOMIC_RELEASE);
+        pthread_mutex_lock(&lstm_accum_team_.mu);
+    }
+    return NULL;
+}
+
+static void lstm_accum_team_forked(void)
+{
+    /* The child has none of the parent's workers. */
+    pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+    lstm_accum_team_.mu = mu;
+    lstm_accum_team_.cv = cv;
+    lstm_accum_team_.size = 0;
+    lstm_accum_team_.workers = 0;
+}
+
+/* Threads for a job (the caller included): starts the team on first use.
+   Fewer workers than asked for (pthread_create failing) is not an error:
+   the team is smaller. */
+static int lstm_accum_team_start(void)
+{
+    static int atfork = 0;
+    if (lstm_accum_team_.size && lstm_accum_team_.pid == getpid())
+        return lstm_accum_team_.size;
+    if (!atfork) {
+        pthread_atfork(NULL, NULL, lstm_accum_team_forked);
+        atfork = 1;
+    }
+    lstm_accum_team_forked();
+    lstm_accum_team_.pid = getpid();
+    const int want = lstm_accum_team_size();
+    lstm_accum_team_.first = lstm_accum_team_.generation;
+    int made = 0;
+    for (int r = 1; r < want; ++r) {
+        pthread_t thread;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        int failed = pthread_create(&thread, &attr, lstm_accum_worker,
+                                    (void*)(size_t)r);
+        pthread_attr_destroy(&attr);
+        if (failed)
+            break;
+        ++made;
+    }
+    lstm_accum_team_.workers = made;
+    lstm_accum_team_.size = made + 1;
+    return lstm_accum_team_.size;
+}
+
+/* Threads for the steps of a batch of that many rows and H units: the
+   team from a step of B H^2 >= 2^24 multiply-adds per gate (B = 32 and
+   H = 724) up, one thread below.  Measured (bucket-ids training, batches
+   of 32, two cores): a team of two against one thread gains 1.36x at
+   H = 1024 and nothing at H = 128, 256 or 512, where OpenBLAS's threads,
+   spinning after each of its calls, take the core from ours. */
+static int lstm_accum_team_for(int batch, int H)
+{
+    return (double)batch * H * H >= 16777216.0 ? lstm_accum_team_start() : 1;
+}
+
+/* Run job(arg, rank, size) on the team of size threads (from
+   lstm_accum_team_start), rank 0 being the caller; returns when every
+   thread has finished it. */
+static void lstm_accum_team_run(lstm_accum_job job, void* arg, int size)
+{
+    if (size <= 1) {
+        job(arg, 0, 1);
+        return;
+    }
+    pthread_mutex_lock(&lstm_accum_team_.mu);
+    lstm_accum_team_.job = job;
+    lstm_accum_team_.arg = arg;
+    __atomic_store_n(&lstm_accum_team_.done, 0, __ATOMIC_RELAXED);
+    ++lstm_accum_team_.generation;
+    pthread_cond_broadcast(&lstm_accum_team_.cv);
+    pthread_mutex_unlock(&lstm_accum_team_.mu);
+    job(arg, 0, size);
+    const int workers = lstm_accum_team_.workers;
+    for (unsigned spins = 0; __atomic_load_n(&lstm_accum_team_.done,
+                                             __ATOMIC_ACQUIRE) < workers;
+         ++spins)
+        if (spins < 4096)
+            _mm_pause();
+        else
+            sched_yield();
+}
+
+/* A barrier for the threads of one job. */
+struct lstm_accum_barrier {
+    int count;
+    int sense;
+};
+
+static inline void lstm_accum_barrier_wait(lstm_accum_barrier* b, int size,
+                                           int* local)
+{
+    *local = !*local;
+    if (__atomic_add_fetch(&b->count, 1, __ATOMIC_ACQ_REL) == size) {
+        __atomic_store_n(&b->count, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&b->sense, *local, __ATOMIC_RELEASE);
+        return;
+    }
+    for (unsigned spins = 0;
+         __atomic_load_n(&b->sense, __ATOMIC_ACQUIRE) != *local; ++spins)
+        if (spins < 4096)
+            _mm_pause();
+        else
+            sched_yield();
+}
+
+/* [start, end) of n items for thread rank of size. */
+static inline void lstm_accum_share(int n, int rank, int size, int* start,
+                                    int* end)
+{
+    *start = (int)((long)n * rank / size);
+    *end = (int)((long)n * (rank + 1) / size);
+}
+#endif  /* LSTM_ACCUM_PANELS */
+"""
