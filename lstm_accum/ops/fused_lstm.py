@@ -43,7 +43,7 @@ from .panels import PANEL_CODE
 
 __all__ = ["FusedLSTM", "FusedLSTMGrad", "fused_lstm", "fused_supported"]
 
-_VERSION = 16
+_VERSION = 17
 
 
 def _sigmoid(x):
@@ -732,9 +732,8 @@ static void lstm_accum_forward_work(void* p, int rank, int size)
     lstm_accum_forward_args* a = (lstm_accum_forward_args*)p;
     const int H = a->H, G = 4 * H, batch = a->batch;
     const size_t sh = (size_t)batch * H, sg = (size_t)batch * G;
-    int p0, p1, local = 0;
-    lstm_accum_share((H + 7) / 8, rank, size, &p0, &p1);
-    const int j0 = 8 * p0, j1 = 8 * p1 < H ? 8 * p1 : H;
+    int p0, p1, j0, j1, local = 0;
+    lstm_accum_share(H, 8, rank, size, &p0, &p1, &j0, &j1);
     for (int t = 0; t < a->steps; ++t) {
         const float* h_prev = t ? a->hid + (t - 1) * sh : a->h0;
         float* act = a->act + t * sg;
@@ -756,7 +755,7 @@ bool lstm_accum_panels<float>::forward(
     const float* W, const float* wci, const float* wcf, const float* wco,
     const float* c0, const float* h0, float* hid, float* cell, float* act)
 {
-    if (steps == 0 || H == 0 || !lstm_accum_panels_pay(batch, H))
+    if (!lstm_accum_panels_pay(steps, batch, H))
         return false;
     float* P = lstm_accum_pack_gates(H, W);
     if (!P)
@@ -784,9 +783,8 @@ static void lstm_accum_backward_work(void* p, int rank, int size)
     lstm_accum_backward_args* a = (lstm_accum_backward_args*)p;
     const int H = a->H, G = 4 * H, batch = a->batch;
     const size_t sh = (size_t)batch * H, sg = (size_t)batch * G;
-    int q0, q1, local = 0;
-    lstm_accum_share((H + 31) / 32, rank, size, &q0, &q1);
-    const int j0 = 32 * q0, j1 = 32 * q1 < H ? 32 * q1 : H;
+    int q0, q1, j0, j1, local = 0;
+    lstm_accum_share(H, 32, rank, size, &q0, &q1, &j0, &j1);
     for (int t = a->steps - 1; t >= 0; --t) {
         float* d = a->dx + t * sg;
         if (q0 < q1)
@@ -813,7 +811,7 @@ bool lstm_accum_panels<float>::backward(
     const float* dcell, const float* dact, float* dx, float* dbias,
     float* dwci, float* dwcf, float* dwco, float* dc, float* dh)
 {
-    if (steps == 0 || H == 0 || !lstm_accum_panels_pay(batch, H))
+    if (!lstm_accum_panels_pay(steps, batch, H))
         return false;
     float* P = lstm_accum_pack_transposed(H, W);
     if (!P)

@@ -136,11 +136,6 @@ static inline void lstm_accum_panel_rows(int K, const float* A, int lda,
                 _mm512_store_ps(total[r] + 16, c1[r]);
             }
     }
-    if (K <= 0)
-        for (int r = 0; r < MR; ++r) {
-            c0[r] = _mm512_setzero_ps();
-            c1[r] = _mm512_setzero_ps();
-        }
     if (GATES) {
         const __mmask8 m = (__mmask8)((1u << w) - 1);
         for (int r = 0; r < MR; ++r) {
@@ -202,17 +197,18 @@ __attribute__((noinline)) static void lstm_accum_panel_product(
     }
 }
 
-/* Whether the panels beat BLAS for steps of a batch of that many rows and
-   H units (one thread, packing included, 20 steps per pack, against
-   OpenBLAS 0.3.20's SkylakeX sgemm; benchmarks/README.md): at a batch of 8
+/* Whether there is work (steps, units) and the panels beat BLAS for the
+   steps of a batch of that many rows and H units (one thread, packing
+   included, 20 steps per pack, against OpenBLAS 0.3.20's SkylakeX sgemm;
+   benchmarks/README.md): at a batch of 8
    or more they gain 0.94-0.97x (H = 128) to 2-11x, at 2-7 rows 4-12x from
    H = 256 up but 0.78-0.91x at H = 128.  A batch of one: NumPy's dot
    (Theano's BLAS interface without blas.ldflags) runs it as a
    matrix-vector product, which the panels do not beat (per-sentence
    training lost 6% at H = 128 and 21% at H = 1024 with them). */
-static inline bool lstm_accum_panels_pay(int batch, int H)
+static inline bool lstm_accum_panels_pay(int steps, int batch, int H)
 {
-    return batch >= 8 || (batch >= 2 && H >= 256);
+    return steps > 0 && H > 0 && (batch >= 8 || (batch >= 2 && H >= 256));
 }
 
 /* ---- the team ---- */
@@ -324,13 +320,29 @@ static int lstm_accum_team_start(void)
 
 /* Threads for the steps of a batch of that many rows and H units: the
    team from a step of B H^2 >= 2^24 multiply-adds per gate (B = 32 and
-   H = 724) up, one thread below.  Measured (bucket-ids training, batches
+   H = 725) up, one thread below.  Measured (bucket-ids training, batches
    of 32, two cores): a team of two against one thread gains 1.36x at
    H = 1024 and nothing at H = 128, 256 or 512, where OpenBLAS's threads,
    spinning after each of its calls, take the core from ours. */
 static int lstm_accum_team_for(int batch, int H)
 {
     return (double)batch * H * H >= 16777216.0 ? lstm_accum_team_start() : 1;
+}
+
+/* Spins (then yields) until *word == want (acquire); with at_least, until
+   *word >= want. */
+static inline void lstm_accum_wait_for(const int* word, int want,
+                                       bool at_least)
+{
+    for (unsigned spins = 0;; ++spins) {
+        const int v = __atomic_load_n(word, __ATOMIC_ACQUIRE);
+        if (at_least ? v >= want : v == want)
+            return;
+        if (spins < 4096)
+            _mm_pause();
+        else
+            sched_yield();
+    }
 }
 
 /* Run job(arg, rank, size) on the team of size threads (from
@@ -350,14 +362,8 @@ static void lstm_accum_team_run(lstm_accum_job job, void* arg, int size)
     pthread_cond_broadcast(&lstm_accum_team_.cv);
     pthread_mutex_unlock(&lstm_accum_team_.mu);
     job(arg, 0, size);
-    const int workers = lstm_accum_team_.workers;
-    for (unsigned spins = 0; __atomic_load_n(&lstm_accum_team_.done,
-                                             __ATOMIC_ACQUIRE) < workers;
-         ++spins)
-        if (spins < 4096)
-            _mm_pause();
-        else
-            sched_yield();
+    lstm_accum_wait_for(&lstm_accum_team_.done, lstm_accum_team_.workers,
+                        true);
 }
 
 /* A barrier for the threads of one job. */
@@ -375,20 +381,19 @@ static inline void lstm_accum_barrier_wait(lstm_accum_barrier* b, int size,
         __atomic_store_n(&b->sense, *local, __ATOMIC_RELEASE);
         return;
     }
-    for (unsigned spins = 0;
-         __atomic_load_n(&b->sense, __ATOMIC_ACQUIRE) != *local; ++spins)
-        if (spins < 4096)
-            _mm_pause();
-        else
-            sched_yield();
+    lstm_accum_wait_for(&b->sense, *local, false);
 }
 
-/* [start, end) of n items for thread rank of size. */
-static inline void lstm_accum_share(int n, int rank, int size, int* start,
-                                    int* end)
+/* Thread rank of size's share of the panels of `width` units that cover
+   H units: panels [p0, p1), units [j0, j1). */
+static inline void lstm_accum_share(int H, int width, int rank, int size,
+                                    int* p0, int* p1, int* j0, int* j1)
 {
-    *start = (int)((long)n * rank / size);
-    *end = (int)((long)n * (rank + 1) / size);
+    const int n = (H + width - 1) / width;
+    *p0 = (int)((long)n * rank / size);
+    *p1 = (int)((long)n * (rank + 1) / size);
+    *j0 = width * *p0;
+    *j1 = width * *p1 < H ? width * *p1 : H;
 }
 #endif  /* LSTM_ACCUM_PANELS */
 """
