@@ -17,7 +17,8 @@ gradient adds the ``(H, 4H)`` recurrent weight gradient one step at a time
   all steps at the end, ``[h0; h_1..h_{T-1}]^T dG`` (BLAS).
 
 The per-step products: in float32 on a CPU with AVX-512, our own kernel on
-``W_hid`` packed once per call (:mod:`lstm_accum.ops.panels`; about twice
+``W_hid`` packed once per call by the threads that use it
+(:mod:`lstm_accum.ops.panels`; about twice
 OpenBLAS's speed at a batch of 32), with the steps of large batches shared
 by a team of threads; their results do not depend on the number of threads
 and differ from the BLAS path's by float32 rounding (the order of each
@@ -43,7 +44,7 @@ from .panels import PANEL_CODE
 
 __all__ = ["FusedLSTM", "FusedLSTMGrad", "fused_lstm", "fused_supported"]
 
-_VERSION = 17
+_VERSION = 18
 
 
 def _sigmoid(x):
@@ -722,8 +723,8 @@ _PANEL_STEPS = r"""
 #if LSTM_ACCUM_PANELS
 struct lstm_accum_forward_args {
     int steps, batch, H;
-    const float *x, *bias, *P, *wci, *wcf, *wco, *c0, *h0;
-    float *hid, *cell, *act;
+    const float *x, *bias, *W, *wci, *wcf, *wco, *c0, *h0;
+    float *P, *hid, *cell, *act;
     lstm_accum_barrier barrier;
 };
 
@@ -734,6 +735,7 @@ static void lstm_accum_forward_work(void* p, int rank, int size)
     const size_t sh = (size_t)batch * H, sg = (size_t)batch * G;
     int p0, p1, j0, j1, local = 0;
     lstm_accum_share(H, 8, rank, size, &p0, &p1, &j0, &j1);
+    lstm_accum_pack_gates(H, a->W, a->P, p0, p1);
     for (int t = 0; t < a->steps; ++t) {
         const float* h_prev = t ? a->hid + (t - 1) * sh : a->h0;
         float* act = a->act + t * sg;
@@ -757,23 +759,22 @@ bool lstm_accum_panels<float>::forward(
 {
     if (!lstm_accum_panels_pay(steps, batch, H))
         return false;
-    float* P = lstm_accum_pack_gates(H, W);
+    float* P = lstm_accum_panel_buffer(lstm_accum_gate_panels_size(H));
     if (!P)
         return false;
-    lstm_accum_forward_args a = {steps, batch, H, x, bias, P, wci, wcf,
-                                 wco, c0, h0, hid, cell, act, {0, 0}};
+    lstm_accum_forward_args a = {steps, batch, H, x, bias, W, wci, wcf,
+                                 wco, c0, h0, P, hid, cell, act, {0, 0}};
     lstm_accum_team_run(lstm_accum_forward_work, &a,
                         lstm_accum_team_for(batch, H));
-    free(P);
     return true;
 }
 
 struct lstm_accum_backward_args {
     int steps, batch, H;
     float clip;
-    const float *P, *wci, *wcf, *wco, *c0, *cell, *act, *dhid, *dcell,
+    const float *W, *wci, *wcf, *wco, *c0, *cell, *act, *dhid, *dcell,
         *dact;
-    float *dx, *dbias, *dwci, *dwcf, *dwco, *dc, *dh;
+    float *P, *dx, *dbias, *dwci, *dwcf, *dwco, *dc, *dh;
     lstm_accum_barrier barrier;
 };
 
@@ -785,6 +786,7 @@ static void lstm_accum_backward_work(void* p, int rank, int size)
     const size_t sh = (size_t)batch * H, sg = (size_t)batch * G;
     int q0, q1, j0, j1, local = 0;
     lstm_accum_share(H, 32, rank, size, &q0, &q1, &j0, &j1);
+    lstm_accum_pack_transposed(H, a->W, a->P, q0, q1);
     for (int t = a->steps - 1; t >= 0; --t) {
         float* d = a->dx + t * sg;
         if (q0 < q1)
@@ -813,15 +815,15 @@ bool lstm_accum_panels<float>::backward(
 {
     if (!lstm_accum_panels_pay(steps, batch, H))
         return false;
-    float* P = lstm_accum_pack_transposed(H, W);
+    float* P = lstm_accum_panel_buffer(
+        lstm_accum_transposed_panels_size(H));
     if (!P)
         return false;
-    lstm_accum_backward_args a = {steps, batch, H, clip, P, wci, wcf, wco,
-                                  c0, cell, act, dhid, dcell, dact, dx,
+    lstm_accum_backward_args a = {steps, batch, H, clip, W, wci, wcf, wco,
+                                  c0, cell, act, dhid, dcell, dact, P, dx,
                                   dbias, dwci, dwcf, dwco, dc, dh, {0, 0}};
     lstm_accum_team_run(lstm_accum_backward_work<AUX>, &a,
                         lstm_accum_team_for(batch, H));
-    free(P);
     return true;
 }
 #endif

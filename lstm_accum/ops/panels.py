@@ -7,9 +7,11 @@ own layout at every call, and with only ``B`` rows to share that cost it
 reaches a fraction of the machine's peak (OpenBLAS: about half of it on
 two threads at H=1024, less on one; ``benchmarks/step_products.py``).
 The weights do not change between the steps of a call, so
-:data:`PANEL_CODE` packs them once per call into panels of 32 columns and
-multiplies each step against those panels with an AVX-512 kernel of 8 rows
-by 32 columns:
+:data:`PANEL_CODE` packs them once per call into panels of 32 columns (each
+thread the panels it multiplies, into a buffer kept from call to call: at
+H=1024 a fresh buffer and a column-by-column copy cost 10-13 ms a call, a
+sixth of the forward's time) and multiplies each step against those panels
+with an AVX-512 kernel of 8 rows by 32 columns:
 
 * forward, a panel holds the four gates of 8 units (input, forget, cell,
   output: 8 columns each), so that the thread that computes a panel can go
@@ -53,44 +55,124 @@ PANEL_CODE = r"""
 #if LSTM_ACCUM_PANELS
 /* ---- panels ---- */
 
-/* Panels of 32 columns, K rows each, 64-byte aligned: panel p, row k,
-   column GROUP_WIDTH * g + l (g < 32 / GROUP_WIDTH groups, l < GROUP_WIDTH)
-   holds W[k * sk + g * sg + (GROUP_WIDTH * p + l) * su], zero past unit
-   `units`. */
-template <int GROUP_WIDTH>
-static float* lstm_accum_pack(int units, int K, const float* W, size_t sk,
-                              size_t sg, size_t su)
+/* Panels of 32 columns, K rows each, 64-byte aligned, zero past the last
+   unit:
+   - forward, K = H: panel p, row k holds [i f g o] of units 8p .. 8p+7 of
+     W (H, 4H), row-major: W[k, g H + 8p + l] in column 8 g + l;
+   - backward, K = 4H: panel q, row k holds units 32q .. 32q+31 of W^T:
+     W[32q + l, k] in column l.
+   Each thread packs the panels it multiplies, into one buffer per module
+   kept from call to call (a fresh one per call cost more in page faults
+   than the packing). */
+
+/* The panels' buffer, at least `floats` long: grown as needed, kept for
+   the next call (its operations run one at a time: they hold Python's
+   GIL); NULL if it cannot be had. */
+static float* lstm_accum_panel_buffer(size_t floats)
 {
-    const int np = (units + GROUP_WIDTH - 1) / GROUP_WIDTH;
-    float* P = (float*)aligned_alloc(64, sizeof(float) * 32 * K * np);
-    if (!P)
-        return NULL;
-    for (int p = 0; p < np; ++p) {
-        const int u0 = GROUP_WIDTH * p;
-        const int w = units - u0 < GROUP_WIDTH ? units - u0 : GROUP_WIDTH;
-        for (int k = 0; k < K; ++k) {
-            float* d = P + ((size_t)p * K + k) * 32;
-            for (int g = 0; g < 32 / GROUP_WIDTH; ++g)
-                for (int l = 0; l < GROUP_WIDTH; ++l)
-                    d[GROUP_WIDTH * g + l] =
-                        l < w ? W[k * sk + g * sg + (u0 + l) * su] : 0.0f;
+    static float* buffer = NULL;
+    static size_t capacity = 0;
+    if (floats > capacity) {
+        /* a multiple of 64 bytes, as aligned_alloc requires */
+        const size_t want = (floats + 15) / 16 * 16;
+        float* grown = (float*)aligned_alloc(64, sizeof(float) * want);
+        if (!grown)
+            return NULL;
+        free(buffer);
+        buffer = grown;
+        capacity = want;
+    }
+    return buffer;
+}
+
+static inline size_t lstm_accum_gate_panels_size(int H)
+{
+    return (size_t)32 * H * ((H + 7) / 8);
+}
+
+static inline size_t lstm_accum_transposed_panels_size(int H)
+{
+    return (size_t)32 * 4 * H * ((H + 31) / 32);
+}
+
+/* Forward panels [p0, p1) of W (H, 4H) into P, row by row of W (each row's
+   segments are contiguous; panel by panel the rows are 16H bytes apart). */
+static void lstm_accum_pack_gates(int H, const float* W, float* P, int p0,
+                                  int p1)
+{
+    const size_t G = 4 * (size_t)H;
+    for (int k = 0; k < H; ++k) {
+        const float* row = W + k * G;
+        for (int p = p0; p < p1; ++p) {
+            const int u0 = 8 * p;
+            const int w = H - u0 < 8 ? H - u0 : 8;
+            const __mmask8 m = (__mmask8)((1u << w) - 1);
+            float* d = P + ((size_t)p * H + k) * 32;
+            for (int g = 0; g < 4; ++g)
+                _mm256_store_ps(d + 8 * g, _mm256_maskz_loadu_ps(
+                                               m, row + g * H + u0));
         }
     }
-    return P;
 }
 
-/* Forward panels of W (H, 4H), row-major: panel p is H rows of
-   [i(8) f(8) g(8) o(8)] of units 8p .. 8p+7. */
-static float* lstm_accum_pack_gates(int H, const float* W)
+/* r[i] (16 floats each) := column i of the 16 x 16 block r. */
+static inline void lstm_accum_transpose16(__m512 r[16])
 {
-    return lstm_accum_pack<8>(H, H, W, 4 * (size_t)H, H, 1);
+    __m512 t[16];
+    for (int i = 0; i < 8; ++i) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; ++i) {
+        const __m512d a = _mm512_castps_pd(t[4 * i]),
+                      b = _mm512_castps_pd(t[4 * i + 1]),
+                      c = _mm512_castps_pd(t[4 * i + 2]),
+                      d = _mm512_castps_pd(t[4 * i + 3]);
+        r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+        r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+        r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+        r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+    }
+    /* r[4i + j]: rows 4i .. 4i+3, columns 4c + j in 128-bit lane c */
+    for (int i = 0; i < 2; ++i)
+        for (int j = 0; j < 4; ++j) {
+            t[8 * i + j] = _mm512_shuffle_f32x4(r[8 * i + j],
+                                                r[8 * i + 4 + j], 0x88);
+            t[8 * i + 4 + j] = _mm512_shuffle_f32x4(r[8 * i + j],
+                                                    r[8 * i + 4 + j], 0xDD);
+        }
+    for (int j = 0; j < 8; ++j) {
+        r[j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0x88);
+        r[8 + j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0xDD);
+    }
 }
 
-/* Backward panels of W^T (4H, H): panel q is 4H rows of units
-   32q .. 32q+31; row k holds W[32q + l, k]. */
-static float* lstm_accum_pack_transposed(int H, const float* W)
+/* Backward panels [q0, q1) of W^T into P, in blocks of 16 units by 16 k
+   transposed in registers. */
+static void lstm_accum_pack_transposed(int H, const float* W, float* P,
+                                       int q0, int q1)
 {
-    return lstm_accum_pack<32>(H, 4 * H, W, 1, 0, 4 * (size_t)H);
+    const int K = 4 * H;
+    for (int q = q0; q < q1; ++q) {
+        for (int k0 = 0; k0 < K; k0 += 16) {
+            const int kw = K - k0 < 16 ? K - k0 : 16;
+            const __mmask16 km = kw == 16 ? (__mmask16)0xFFFF
+                                          : (__mmask16)((1u << kw) - 1);
+            for (int half = 0; half < 2; ++half) {
+                __m512 r[16];
+                for (int i = 0; i < 16; ++i) {
+                    const int u = 32 * q + 16 * half + i;
+                    r[i] = u < H ? _mm512_maskz_loadu_ps(
+                                       km, W + (size_t)u * K + k0)
+                                 : _mm512_setzero_ps();
+                }
+                lstm_accum_transpose16(r);
+                float* d = P + ((size_t)q * K + k0) * 32 + 16 * half;
+                for (int k = 0; k < kw; ++k)
+                    _mm512_store_ps(d + (size_t)k * 32, r[k]);
+            }
+        }
+    }
 }
 
 /* Terms summed from zero before they join the total: one rounding chain of
