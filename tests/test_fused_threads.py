@@ -19,7 +19,8 @@ these tests check that path instead.
   all steps, may differ by rounding.
 * A child forked after the operations ran on two threads (their workers
   are not in the child) runs them again and gets the same bits, and does
-  not hang.
+  not hang.  Its first shapes run after the largest, in a panel buffer
+  kept from the calls before (stale values past their panels).
 """
 import os
 import subprocess
