@@ -8,10 +8,11 @@ reaches a fraction of the machine's peak (OpenBLAS: about half of it on
 two threads at H=1024, less on one; ``benchmarks/step_products.py``).
 The weights do not change between the steps of a call, so
 :data:`PANEL_CODE` packs them once per call into panels of 32 columns (each
-thread the panels it multiplies, into a buffer of about ``16 H^2`` bytes
-kept from call to call by each compiled operation: at H=1024 a fresh buffer
-and a column-by-column copy cost 10-13 ms a call, a sixth of the forward's
-time) and multiplies each step against those panels
+thread the panels it multiplies, into one buffer per compiled module, the
+forward's and the gradient's, kept from call to call and ``16 H^2`` bytes
+for the largest H it has run: at H=1024 a fresh buffer and a
+column-by-column copy cost 10-13 ms a call, a sixth of the forward's time)
+and multiplies each step against those panels
 with an AVX-512 kernel of 8 rows by 32 columns:
 
 * forward, a panel holds the four gates of 8 units (input, forget, cell,
