@@ -6,6 +6,17 @@
 # first supported Python found (python3.11, python3.12, then python3), or
 # with PYTHON=...; LSTM_ACCUM_VENV=dir picks another directory (.ci/run uses
 # .venv-3.11 and .venv-3.12).
+#
+# The device (Theano's GPU backend, gpuarray):
+#   ./run.sh test --device DEV [pytest options]   the device tests (tests/device)
+#   ./run.sh verify-device DEV                     the same, then tokens/s
+#   ./run.sh gather-device DIR [DEV]               everything the device
+#                                                  environment installs, in DIR
+# DEV is opencl0:0 (any OpenCL device; pocl runs on the CPU) or cuda0.  The
+# environment is .venv-device, made from Debian's /usr/bin/python3 with
+# Debian's pygpu/libgpuarray and numpy (system site packages); as root the
+# Debian packages are installed with apt-get, or, with
+# LSTM_ACCUM_OFFLINE=DIR, from what gather-device put in DIR (no network).
 set -euo pipefail
 cd "$(dirname "$0")"
 VENV=${LSTM_ACCUM_VENV:-.venv}
@@ -112,6 +123,161 @@ ensure_mpi() {
     fi
 }
 
+# --- the device environment ------------------------------------------------
+# Debian packages of the device environment for device $1: pygpu and
+# libgpuarray (with its headers, which Theano's GPU code compiles against),
+# Debian's scipy for the same numpy, and on OpenCL pocl (an OpenCL device on
+# the CPU) and CLBlast (libgpuarray's BLAS on OpenCL).
+device_packages() {
+    local pkgs="python3-pygpu libgpuarray-dev python3-scipy python3-venv"
+    case "$1" in
+        opencl*) pkgs="$pkgs pocl-opencl-icd libclblast-dev ocl-icd-libopencl1" ;;
+    esac
+    echo "$pkgs"
+}
+
+# Exit status of a device command whose environment cannot be had here.
+EXIT_NO_DEVICE_ENV=75
+
+no_device_env() {
+    echo "device environment unavailable: $*" >&2
+    exit "$EXIT_NO_DEVICE_ENV"
+}
+
+check_device_name() {
+    case "$1" in
+        opencl[0-9]*:[0-9]*|cuda|cuda[0-9]*) ;;
+        *) echo "unknown device '$1': use opencl0:0 (OpenCL platform 0," \
+                "device 0) or cuda0 (the first NVIDIA GPU)" >&2
+           exit 2 ;;
+    esac
+}
+
+ensure_device_packages() {
+    local missing=() p offline=${LSTM_ACCUM_OFFLINE:-}
+    for p in $(device_packages "$1"); do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null \
+            | grep -q "install ok installed" || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return
+    command -v apt-get >/dev/null 2>&1 \
+        || no_device_env "not a Debian/Ubuntu system (no apt-get) and" \
+                         "${missing[*]} missing"
+    [ "$(id -u)" = 0 ] \
+        || no_device_env "not root; run 'sudo apt-get install ${missing[*]}'"
+    export DEBIAN_FRONTEND=noninteractive
+    if [ -n "$offline" ]; then
+        echo "==> installing ${missing[*]} from $offline/debs (no network)" >&2
+        apt-get install -y -qq --no-download "$offline"/debs/*.deb >/dev/null \
+            || no_device_env "apt-get could not install the packages in" \
+                             "$offline/debs"
+    else
+        echo "==> installing ${missing[*]} (apt-get); once only" >&2
+        apt-get update -qq >/dev/null || true
+        apt-get install -y -qq "${missing[@]}" >/dev/null \
+            || no_device_env "apt-get install ${missing[*]} failed"
+    fi
+}
+
+# constraints.txt for the device environment: numpy and scipy are Debian's
+# (pygpu is built against that numpy's ABI; a pip numpy breaks it), the rest
+# as pinned for the CPU.
+device_constraints() {
+    local py=$1
+    grep -vE '^(numpy|scipy|setuptools)==' constraints.txt
+    "$py" -c 'import numpy, scipy
+print("numpy==" + numpy.__version__); print("scipy==" + scipy.__version__)'
+}
+
+ensure_device_venv() {
+    local py=/usr/bin/python3 venv=${LSTM_ACCUM_VENV:-.venv-device}
+    local stamp want cons pipsrc=()
+    "$py" -c "import pygpu" >/dev/null 2>&1 \
+        || no_device_env "$py cannot import pygpu (python3-pygpu)"
+    VENV=$venv
+    stamp="$VENV/.lstm_accum-stamp"
+    want=$( (cat setup.py constraints.txt; echo device) | sha256sum | cut -d' ' -f1)
+    if [ -x "$VENV/bin/python" ] \
+            && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+        return
+    fi
+    echo "==> creating $VENV from $py with Debian's pygpu and numpy; once only" >&2
+    [ -x "$VENV/bin/python" ] || "$py" -m venv --system-site-packages "$VENV"
+    cons="$VENV/constraints-device.txt"
+    device_constraints "$VENV/bin/python" > "$cons"
+    if [ -n "${LSTM_ACCUM_OFFLINE:-}" ]; then
+        pipsrc=(--no-index --find-links "$LSTM_ACCUM_OFFLINE/wheels")
+    fi
+    # --no-deps for Theano and Lasagne: their own requirements (numpy,
+    # scipy, six) are Debian's, and pip must not replace them.
+    "$VENV/bin/python" "${PIP[@]}" "${pipsrc[@]}" --no-deps \
+        Theano==1.0.5 Lasagne==0.1
+    "$VENV/bin/python" "${PIP[@]}" "${pipsrc[@]}" -c "$cons" \
+        tqdm matplotlib pytest hypothesis psutil
+    "$VENV/bin/python" "${PIP[@]}" "${pipsrc[@]}" --no-deps \
+        --no-build-isolation -e .
+    echo "$want" > "$stamp"
+}
+
+# THEANO_FLAGS for device $1: the user's flags last (a later key wins).
+device_flags() {
+    # deterministic=more: the lookup's gradient (AdvancedIncSubtensor1)
+    # without atomic adds on CUDA, so that two runs give the same bits.
+    echo "device=$1,floatX=float32,deterministic=more${THEANO_FLAGS:+,$THEANO_FLAGS}"
+}
+
+# On CUDA, libgpuarray opens the driver and the CUDA libraries at run time,
+# by these unversioned names: one line per library.
+check_cuda_libraries() {
+    local lib found=0
+    for lib in libcuda.so libnvrtc.so libcublas.so; do
+        if ldconfig -p 2>/dev/null | grep -q " $lib "; then
+            echo "ok       $lib" >&2
+        else
+            echo "MISSING  $lib (libgpuarray loads it by this name: install" \
+                 "NVIDIA's driver and CUDA toolkit, or link the versioned" \
+                 "file to this name and run ldconfig)" >&2
+            found=1
+        fi
+    done
+    return $found
+}
+
+test_device() {
+    local device=$1
+    shift
+    check_device_name "$device"
+    case "$device" in cuda*) check_cuda_libraries || true ;; esac
+    ensure_device_packages "$device"
+    ensure_device_venv
+    export LSTM_ACCUM_CORETYPE=off
+    THEANO_FLAGS=$(device_flags "$device") LSTM_ACCUM_TEST_DEVICE=$device \
+        "$VENV/bin/python" -m pytest tests/device "$@"
+}
+
+gather_device() {
+    local dir=${1:?usage: ./run.sh gather-device DIR [DEVICE]} device=${2:-cuda0}
+    local pkgs py=/usr/bin/python3
+    check_device_name "$device"
+    ensure_device_packages "$device"
+    mkdir -p "$dir/debs" "$dir/wheels"
+    dir=$(cd "$dir" && pwd)
+    pkgs=$(apt-cache depends --recurse --no-recommends --no-suggests \
+             --no-conflicts --no-breaks --no-replaces --no-enhances \
+             $(device_packages "$device") | grep '^[a-z0-9]' | sort -u)
+    echo "==> downloading $(echo "$pkgs" | wc -l) Debian packages into $dir/debs" >&2
+    (cd "$dir/debs" && apt-get download $pkgs >/dev/null 2>&1 \
+        || for p in $pkgs; do apt-get download "$p" >/dev/null 2>&1 || true; done)
+    echo "==> building and downloading the wheels into $dir/wheels" >&2
+    "$py" -m pip wheel -q --disable-pip-version-check --no-deps \
+        -w "$dir/wheels" Theano==1.0.5 Lasagne==0.1
+    device_constraints "$py" > "$dir/constraints-device.txt"
+    "$py" -m pip download -q --disable-pip-version-check -d "$dir/wheels" \
+        -c "$dir/constraints-device.txt" tqdm matplotlib pytest hypothesis psutil
+    echo "gathered in $dir; on the offline machine, as root:" >&2
+    echo "  LSTM_ACCUM_OFFLINE=$dir ./run.sh verify-device $device" >&2
+}
+
 cmd=${1:-}
 shift || true
 case "$cmd" in
@@ -120,14 +286,36 @@ case "$cmd" in
         exec "$VENV/bin/python" examples/train_lm.py "$@"
         ;;
     test)
+        if [ "${1:-}" = "--device" ]; then
+            shift
+            [ $# -ge 1 ] || { echo "usage: ./run.sh test --device DEV" >&2; exit 2; }
+            test_device "$@"
+            exit
+        fi
         ensure_venv
         ensure_mpi
         # Tests run with the kernels OpenBLAS chose: never OPENBLAS_CORETYPE.
         export LSTM_ACCUM_CORETYPE=off
         exec "$VENV/bin/python" -m pytest "$@"
         ;;
+    verify-device)
+        [ $# -ge 1 ] || { echo "usage: ./run.sh verify-device DEV" >&2; exit 2; }
+        device=$1
+        shift
+        status=0
+        test_device "$device" -v -p no:cacheprovider "$@" || status=$?
+        THEANO_FLAGS=$(device_flags "$device") \
+            "$VENV/bin/python" benchmarks/device_speed.py --device "$device" \
+            || status=1
+        exit "$status"
+        ;;
+    gather-device)
+        gather_device "$@"
+        ;;
     *)
         echo "usage: ./run.sh train [options]   |   ./run.sh test [pytest options]" >&2
+        echo "       ./run.sh test --device DEV [pytest options]   |" \
+             "./run.sh verify-device DEV   |   ./run.sh gather-device DIR [DEV]" >&2
         echo "       PYTHON=python3.12 ./run.sh ...   LSTM_ACCUM_VENV=dir ./run.sh ..." >&2
         exit 2
         ;;

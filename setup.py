@@ -17,6 +17,7 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     packages=find_packages(include=["lstm_accum", "lstm_accum.*"]),
+    package_data={"lstm_accum.backend": ["c_code/*.c"]},
     python_requires=">=3.8,<3.13",
     install_requires=[
         # On Python 3.12 the Theano sdist needs one fix to build (run.sh
@@ -26,7 +27,9 @@ setup(
         # NumPy < 1.24 has no 3.12 wheels; 1.26 is the last 1.x, whose C API
         # Theano's C code is written against.  lstm_accum.backend gives
         # NumPy >= 1.24 back the aliases Theano uses (np.complex, ...).
-        "numpy>=1.21,<1.24; python_version < '3.12'",
+        # 1.24 is Debian 12's, which its pygpu (the GPU route) is built
+        # against.
+        "numpy>=1.21,<1.25; python_version < '3.12'",
         "numpy>=1.26,<1.27; python_version >= '3.12'",
         # 1.9.2+ has cp311 wheels; <1.11 for numpy<1.24; 1.11.2+ has cp312
         "scipy>=1.9.2,<1.11; python_version < '3.12'",

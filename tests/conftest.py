@@ -18,3 +18,8 @@ if ROOT not in sys.path:
 @pytest.fixture(scope="session")
 def repo_root():
     return ROOT
+
+# The device tests (tests/device) run only in the device environment:
+# `./run.sh test --device DEV` sets LSTM_ACCUM_TEST_DEVICE and THEANO_FLAGS.
+if not os.environ.get("LSTM_ACCUM_TEST_DEVICE"):
+    collect_ignore = ["device"]

@@ -22,7 +22,7 @@ if sys.version_info >= (3, 13):  # pragma: no cover - exercised only on 3.13+
         "the last NumPy whose C API Theano 1.0.5's C code builds against, "
         "has no wheels for Python 3.13 or newer." % sys.version_info[:2])
 
-from . import flags, patches, scan_loop  # noqa: E402
+from . import flags, opencl, patches, scan_loop  # noqa: E402
 from .flags import DEFAULT_FLAGS, DEFAULTED, user_config_keys  # noqa: E402
 from .patches import EmptyProps  # noqa: E402
 
@@ -62,6 +62,7 @@ with warnings.catch_warnings():
     import lasagne.layers.pool  # noqa: E402,F401  (proves the shim works)
 patches.version_ops_without_props(theano)
 patches.stable_cop_version(theano)
+opencl.install(theano)
 
 floatX = theano.config.floatX
 

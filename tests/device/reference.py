@@ -1,0 +1,57 @@
+"""Run every scenario of ``scenarios.py`` on the CPU and save the states.
+
+Usage: ``THEANO_FLAGS=device=cpu python reference.py OUT.npz``.  The device
+tests run it in a subprocess (Theano's device is fixed per process).
+
+``reference.py --roundtrip MODE RULE IN.npz OUT.npz`` loads a state (taken
+on the device) into that scenario's accumulator on the CPU and saves the
+state it gives back.
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import numpy as np  # noqa: E402
+
+import scenarios  # noqa: E402
+
+
+def check_cpu():
+    import lstm_accum.backend as backend
+    if backend.theano.config.device != "cpu":
+        sys.exit("reference.py must run with device=cpu, not %s"
+                 % backend.theano.config.device)
+
+
+def main(path):
+    check_cpu()
+    arrays = {}
+    for mode in scenarios.all_modes():
+        for rule, acc in scenarios.accumulators(mode).items():
+            states, results = scenarios.run(acc, mode)
+            name = scenarios.key(mode, rule)
+            for i, state in enumerate(states):
+                for k, v in state.items():
+                    arrays["%s/%d/%s" % (name, i, k)] = v
+            arrays["%s/results" % name] = np.concatenate(
+                [np.asarray(r, dtype=float) for r in results])
+    tmp = path + ".partial.npz"
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def roundtrip(mode, rule, source, target):
+    check_cpu()
+    mode = tuple(mode.split("-")) if mode != "question" else mode
+    acc = scenarios.accumulators(mode)[rule]
+    with np.load(source) as state:
+        acc.load_state(dict(state))
+    np.savez(target, **acc.state())
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "--roundtrip":
+        roundtrip(*sys.argv[2:6])
+    else:
+        main(sys.argv[1])

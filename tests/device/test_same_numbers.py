@@ -1,0 +1,113 @@
+"""The same numbers on the device as on the CPU, and twice the same bits.
+
+After three windows (accumulate, apply), in float32, every parameter,
+accumulator, counter and optimizer-state array on the device equals the CPU
+run's (``reference.py``, the library's default CPU path: our fused C
+operations and BLAS) within float32 rounding, for the question's network
+and every mode of ``build_model``, with Adagrad and with Adam, both with
+norm clipping.
+
+The tolerance, ``|device - cpu| <= 2e-4 * max|cpu|`` per array (a norm-wise
+relative error), is float32 rounding grown by three windows: the two
+paths sum in different orders (scan with the device's BLAS against our
+fused loops with OpenBLAS), each product and reduction differing by a few
+units of float32's 6e-8, and Adam's and Adagrad's divisions by square
+roots of small sums amplify it.  Counters must be equal.
+"""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import scenarios
+from conftest import HERE, cpu_env
+
+TOLERANCE = 2e-4
+
+CASES = [(mode, rule) for mode in scenarios.all_modes()
+         for rule in scenarios.RULES]
+
+
+def close(device, cpu):
+    device, cpu = np.asarray(device), np.asarray(cpu)
+    if device.shape != cpu.shape or device.dtype != cpu.dtype:
+        return False
+    if device.dtype.kind != "f":
+        return np.array_equal(device, cpu)
+    scale = max(float(np.max(np.abs(cpu))) if cpu.size else 0.0, 1e-30)
+    return float(np.max(np.abs(device - cpu))) <= TOLERANCE * scale
+
+
+@pytest.fixture(scope="module")
+def runs(compiled):
+    """Each case run twice from the same start: ``{key: (states, states,
+    results, results)}``."""
+    done = {}
+    for mode, rule in CASES:
+        acc = compiled(mode)[rule]
+        start = acc.state()
+        first = scenarios.run(acc, mode)
+        second = scenarios.run(acc, mode, start=start)
+        acc.load_state(start)
+        done[scenarios.key(mode, rule)] = first + second
+    return done
+
+
+@pytest.mark.parametrize("mode,rule", CASES, ids=str)
+def test_equals_the_cpu_within_float32_rounding(runs, cpu_reference, mode,
+                                                rule):
+    name = scenarios.key(mode, rule)
+    states, _, results, _ = runs[name]
+    checked = 0
+    for i, state in enumerate(states):
+        for key, value in state.items():
+            cpu = cpu_reference["%s/%d/%s" % (name, i, key)]
+            assert close(value, cpu), (i, key, np.max(np.abs(value - cpu)))
+            checked += 1
+    assert checked > 0
+    ours = np.concatenate([np.asarray(r, dtype=float) for r in results])
+    np.testing.assert_allclose(ours, cpu_reference[name + "/results"],
+                               rtol=TOLERANCE, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode,rule", CASES, ids=str)
+def test_the_same_run_twice_gives_the_same_bits(runs, mode, rule):
+    states, again, results, results_again = runs[scenarios.key(mode, rule)]
+    assert results == results_again
+    for one, two in zip(states, again):
+        assert one.keys() == two.keys()
+        for key in one:
+            assert one[key].tobytes() == two[key].tobytes(), key
+
+
+def test_state_moves_between_cpu_and_device(compiled, cpu_reference,
+                                            tmp_path):
+    """The CPU's state loads on the device bit for bit, and a state taken
+    on the device loads on the CPU and comes back with the same bits."""
+    mode, rule = ("ids", "bucket"), "adam"
+    name = scenarios.key(mode, rule)
+    acc = compiled(mode)[rule]
+    start = acc.state()
+    last = len([k for k in cpu_reference if k.startswith(name + "/")
+                and k.endswith("/accum/samples")]) - 1
+    prefix = "%s/%d/" % (name, last)
+    cpu_state = {k[len(prefix):]: v for k, v in cpu_reference.items()
+                 if k.startswith(prefix)}
+    acc.load_state(cpu_state)
+    for key, value in acc.state().items():
+        assert value.tobytes() == cpu_state[key].tobytes(), key
+    scenarios.run(acc, mode)   # three more windows, on the device
+    device_state = acc.state()
+    acc.load_state(start)
+    sent = str(tmp_path / "device.npz")
+    back = str(tmp_path / "back.npz")
+    np.savez(sent, **device_state)
+    subprocess.run([sys.executable, os.path.join(HERE, "reference.py"),
+                    "--roundtrip", "-".join(mode), rule, sent, back],
+                   env=cpu_env(), check=True, timeout=900)
+    with np.load(back) as returned:
+        assert sorted(returned.keys()) == sorted(device_state)
+        for key, value in device_state.items():
+            assert returned[key].tobytes() == value.tobytes(), key
