@@ -40,10 +40,12 @@ autodoc_typehints = "none"
 autodoc_default_options = {"members": True, "show-inheritance": False}
 
 # A cross-reference that does not resolve is an error (with -W), in the
-# pages and in the docstrings. Types written in the docstrings' numpydoc
-# "Parameters" sections ("list of shared variables", "Theano scalar") are
-# prose, not references, and the names of Theano, Lasagne, numpy and the
-# standard library are not in these docs: those are not checked.
+# pages and in the docstrings; _ext/lstm_accum_docs.py resolves those that
+# name real code documented under another name. Not checked: types written
+# as prose in the docstrings ("shared variables", "Theano scalar"; the
+# parameter types are text, napoleon_use_param = False) and the names of
+# Theano, Lasagne, NumPy and the standard library, which these docs do not
+# hold.
 nitpicky = True
 nitpick_ignore_regex = [
     (r"py:class", r".*\s.*"),                       # prose: "shared variables"

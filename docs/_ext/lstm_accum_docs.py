@@ -43,11 +43,15 @@ SUBPACKAGES = ["accumulation", "models", "data", "evaluation", "training",
 
 def _help(parser):
     # The same text at any terminal width.
+    saved = os.environ.get("COLUMNS")
     os.environ["COLUMNS"] = "78"
     try:
         return parser.format_help()
     finally:
-        del os.environ["COLUMNS"]
+        if saved is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = saved
 
 
 def _subparsers(parser):
@@ -184,6 +188,15 @@ def _contexts(node):
     return out
 
 
+#: The documented objects by id, computed once all pages are read (ids
+#: are of this process: never kept in the pickled environment).
+_DOCUMENTED = {}
+
+
+def _forget_documented(app, env):
+    _DOCUMENTED.clear()
+
+
 def _documented_objects(env):
     """id(object) -> its documented name, for the python domain's objects."""
     table = {}
@@ -209,9 +222,9 @@ def resolve_in_code(app, env, node, contnode):
             obj = _lookup(path)
         except Exception:
             continue
-        if not hasattr(env, "_lstm_accum_documented"):
-            env._lstm_accum_documented = _documented_objects(env)
-        name = env._lstm_accum_documented.get(id(obj))
+        if _DOCUMENTED.get("table") is None:
+            _DOCUMENTED["table"] = _documented_objects(env)
+        name = _DOCUMENTED["table"].get(id(obj))
         if name is not None:
             objtype = env.get_domain("py").objects[name].objtype
             role = {"function": "func", "method": "meth",
@@ -227,5 +240,6 @@ def setup(app):
     app.add_directive("lstm-accum-cli", CommandLine)
     app.add_directive("lstm-accum-api", ApiReference)
     app.connect("env-check-consistency", check_public_names)
+    app.connect("env-updated", _forget_documented)
     app.connect("missing-reference", resolve_in_code)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
