@@ -2,6 +2,7 @@
 # The README's two commands:
 #   ./run.sh train   trains the bundled example end to end
 #   ./run.sh test    runs the test suite
+# and ./run.sh docs, which builds the documentation into docs/_build/html.
 # Each builds (or reuses) the virtual environment first: .venv, made with the
 # first supported Python found (python3.11, python3.12, then python3), or
 # with PYTHON=...; LSTM_ACCUM_VENV=dir picks another directory (.ci/run uses
@@ -278,6 +279,19 @@ gather_device() {
     echo "  LSTM_ACCUM_OFFLINE=$dir ./run.sh verify-device $device" >&2
 }
 
+
+# Sphinx and its theme (setup.py's "docs" extra, pinned in
+# constraints.txt), installed on first use and again when either file
+# changes.
+ensure_docs() {
+    local stamp="$VENV/.lstm_accum-docs-stamp" want
+    want=$(cat setup.py constraints.txt | sha256sum | cut -d' ' -f1)
+    [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && return
+    echo "==> installing Sphinx into $VENV (setup.py's docs extra); once only" >&2
+    "$VENV/bin/python" "${PIP[@]}" -c constraints.txt -e ".[docs]"
+    echo "$want" > "$stamp"
+}
+
 cmd=${1:-}
 shift || true
 case "$cmd" in
@@ -312,8 +326,17 @@ case "$cmd" in
     gather-device)
         gather_device "$@"
         ;;
+    docs)
+        ensure_venv
+        ensure_docs
+        # Warnings are errors (a reference that does not resolve, a public
+        # name left undocumented); --keep-going lists all of them at once.
+        "$VENV/bin/python" -m sphinx -b html -W --keep-going -q "$@" \
+            docs docs/_build/html
+        echo "docs: $(pwd)/docs/_build/html/index.html" >&2
+        ;;
     *)
-        echo "usage: ./run.sh train [options]   |   ./run.sh test [pytest options]" >&2
+        echo "usage: ./run.sh train [options]   |   ./run.sh test [pytest options]   |   ./run.sh docs [sphinx options]" >&2
         echo "       ./run.sh test --device DEV [pytest options]   |" \
              "./run.sh verify-device DEV   |   ./run.sh gather-device DIR [DEV]" >&2
         echo "       PYTHON=python3.12 ./run.sh ...   LSTM_ACCUM_VENV=dir ./run.sh ..." >&2

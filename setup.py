@@ -43,6 +43,9 @@ setup(
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6.50", "psutil>=5.9"],
         "mpi": ["mpi4py>=3.1"],
+        # ./run.sh docs: Sphinx with its own default theme (pins in
+        # constraints.txt; Sphinx 8.2 supports Python 3.11 and 3.12)
+        "docs": ["sphinx>=8.2,<9", "alabaster>=1.0"],
     },
     entry_points={"console_scripts": ["lstm-accum=lstm_accum.cli:console_main"]},
     classifiers=[

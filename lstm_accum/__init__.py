@@ -8,9 +8,12 @@ The public API (everything else stays importable from its own part, e.g.
 
 - :class:`GradientAccumulator` -- the two compiled functions (``accumulate``,
   ``apply``) around any Lasagne network and update rule; the same graphs as
-  plain functions, :func:`accumulate_updates` and :func:`apply_updates`, for
-  your own ``theano.function``; :func:`warmup`, a learning-rate warm-up for
-  any update rule;
+  plain functions for your own ``theano.function``:
+  :func:`window_variables` (the accumulators and counters),
+  :func:`accumulate_updates`, :func:`apply_updates`, and
+  :func:`averaged_gradients`, the window's averaged gradients as a list
+  that any ``lasagne.updates`` rule takes in place of a loss;
+  :func:`warmup`, a learning-rate warm-up for any update rule;
 - :func:`build_model`, :class:`LanguageModel`, :func:`load_model` -- the
   LSTM language models (one-hot or id input, per sentence, equal-length
   buckets or masked batches, GRU, stacked, custom); on the CPU their LSTM
@@ -27,7 +30,8 @@ The public API (everything else stays importable from its own part, e.g.
 from . import backend  # noqa: F401  (must come first: it imports Theano)
 from .exceptions import (LstmAccumError, InputError, NonFiniteError,
                          IncompatibleStateError, CheckpointError)
-from .accumulation import (GradientAccumulator, accumulate_updates,
+from .accumulation import (GradientAccumulator, window_variables,
+                           accumulate_updates, averaged_gradients,
                            apply_updates, warmup)
 from .data import (Vocabulary, prepare_corpus, encode_file, split_corpus,
                    plan_epoch, make_batch)
@@ -37,7 +41,8 @@ from .training import TrainConfig, Trainer, train
 from .version import __version__  # noqa: F401
 
 __all__ = [
-    "GradientAccumulator", "accumulate_updates", "apply_updates", "warmup",
+    "GradientAccumulator", "window_variables", "accumulate_updates",
+    "averaged_gradients", "apply_updates", "warmup",
     "build_model", "LanguageModel", "FusedLSTMLayer", "load_model",
     "Vocabulary", "prepare_corpus", "encode_file", "split_corpus",
     "plan_epoch", "make_batch",

@@ -1,4 +1,4 @@
-"""The plateau schedule exactly as the README states it: each validation
+"""The plateau schedule exactly as docs/cli.rst states it: each validation
 that does not improve on the best multiplies the learning rate by
 ``lr_decay``, except that the ``patience``-th in a row stops training
 (``patience - 1`` decays), with status ``early_stopped``; an improvement

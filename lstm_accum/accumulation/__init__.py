@@ -15,7 +15,7 @@ training, the command line).
 """
 from .accumulator import GradientAccumulator, AccumulateResult, ApplyResult
 from .window import Window, window_variables
-from .graphs import accumulate_updates, apply_updates
+from .graphs import accumulate_updates, averaged_gradients, apply_updates
 from .policy import ConsecutiveBadWindows
 from .warmup import warmup
 from .sharding import shard_indices, shard_owner
@@ -25,6 +25,6 @@ from .distributed import (Distributed, DistributedAccumulator, SIZE_KEY,
 
 __all__ = ["GradientAccumulator", "AccumulateResult", "ApplyResult",
            "Window", "window_variables", "accumulate_updates",
-           "apply_updates", "ConsecutiveBadWindows", "warmup", "shard_indices",
+           "averaged_gradients", "apply_updates", "ConsecutiveBadWindows", "warmup", "shard_indices",
            "shard_owner", "exit_all", "Distributed", "DistributedAccumulator",
            "SIZE_KEY", "check_resume"]

@@ -125,28 +125,53 @@ def _denominator(window, normalize):
 
 
 def averaged_gradients(window, normalize, max_norm=None):
-    """The window's averaged (and optionally clipped) gradient, symbolic.
+    """The window's averaged (and optionally clipped) gradients, symbolic.
 
     ``g = acc / denominator``, then ``g * min(1, max_norm / |g|)``, in the
     accumulators' dtypes (the clipping formula is
-    ``lasagne.updates.total_norm_constraint``'s).
+    ``lasagne.updates.total_norm_constraint``'s). The result is a list of
+    gradient expressions, one per parameter, so it goes to any
+    ``lasagne.updates`` rule in place of a loss.
 
     Parameters
     ----------
     window : Window
+        From :func:`~lstm_accum.accumulation.window.window_variables`,
+        filled by the updates of :func:`accumulate_updates`.
     normalize : {'samples', 'tokens', 'sum'}
         The denominator: the window's samples, its tokens, or none.
     max_norm : float, optional
+        Rescale the averaged gradient to this total L2 norm at most.
 
     Returns
     -------
-    grads : list of Theano tensors
-    ok : Theano bool scalar
-        The window has good samples (and tokens, for ``'tokens'``) and a
-        finite norm.
-    norm : Theano scalar
-        Total L2 norm of the averaged gradient before clipping.
+    list of Theano tensors
+        One per accumulator, in the order of the window's parameters.
+
+    Raises
+    ------
+    InputError
+        For an unknown ``normalize`` or a bad ``max_norm``.
+
+    Notes
+    -----
+    These are the bare gradients: an empty window gives zeros, a
+    non-finite one NaN/Inf, and the update rule applies them. :func:`apply_updates`
+    adds the guard (the update only when the window is good) and the reset
+    of the window; with these gradients, zero the window yourself.
+
+    Examples
+    --------
+    >>> grads = averaged_gradients(window, "samples")     # doctest: +SKIP
+    >>> updates = lasagne.updates.adam(grads, params)     # doctest: +SKIP
     """
+    return _averaged(window, normalize, max_norm)[0]
+
+
+def _averaged(window, normalize, max_norm):
+    """``(grads, ok, norm)``: the averaged gradients, whether the window is
+    good (it has samples, and tokens for ``'tokens'``, and a finite norm),
+    and the total L2 norm before clipping."""
     count = _denominator(window, check_normalize(normalize))
     max_norm = check_max_norm(max_norm)
     grads = []
@@ -222,7 +247,7 @@ def apply_updates(params, window, normalize, update=lasagne.updates.adagrad,
     >>> f = theano.function([], g.outputs, updates=g.updates)
     ... # doctest: +SKIP
     """
-    grads, ok, norm = averaged_gradients(window, normalize, max_norm)
+    grads, ok, norm = _averaged(window, normalize, max_norm)
     kwargs = dict(update_kwargs or {})
     if learning_rate is not None and takes_learning_rate(update) and \
             "learning_rate" not in kwargs:

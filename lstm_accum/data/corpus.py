@@ -130,8 +130,9 @@ def prepare_corpus(path, vocab_size, lowercase=False, split_punctuation=False,
     path : str or os.PathLike
     vocab_size : int
         K, the number of words kept besides the three special tokens.
-    lowercase, split_punctuation, errors, max_length, max_length_policy,
-    cache_dir, use_cache
+    lowercase, split_punctuation, errors, max_length
+        As for :func:`encode_file`.
+    max_length_policy, cache_dir, use_cache
         As for :func:`encode_file`.
 
     Returns

@@ -126,8 +126,9 @@ class LanguageModel(object):
             # maths costs a max, an exp, sums and a second softmax in the
             # gradient.  The bias is fused in too when the output layer is
             # the linear DenseLayer built here.
-            # On the CPU our own fused operation (lstm_accum.softmax_nll)
-            # does the same in vectorised C, ~12x faster than Theano's.
+            # On the CPU our own fused operation (lstm_accum.ops.softmax_nll)
+            # does the same in vectorised C, ~12x faster than Theano's
+            # (benchmarks/softmax_nll.py).
             fused_bias = (isinstance(dense, L.DenseLayer)
                           and dense.b is not None
                           and dense.nonlinearity is
