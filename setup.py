@@ -17,6 +17,8 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     packages=find_packages(include=["lstm_accum", "lstm_accum.*"]),
+    # The C and C++ source of our operations, read when Theano compiles them.
+    package_data={"lstm_accum.ops": ["c_code/*.c", "c_code/*.h"]},
     python_requires=">=3.8,<3.13",
     install_requires=[
         # On Python 3.12 the Theano sdist needs one fix to build (run.sh
