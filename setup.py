@@ -17,7 +17,10 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     packages=find_packages(include=["lstm_accum", "lstm_accum.*"]),
-    package_data={"lstm_accum.backend": ["c_code/*.c"]},
+    # The C source read when Theano compiles our operations (ops) and the
+    # scan loop's device fixes (backend).
+    package_data={"lstm_accum.ops": ["c_code/*.c", "c_code/*.h"],
+                  "lstm_accum.backend": ["c_code/*.c"]},
     python_requires=">=3.8,<3.13",
     install_requires=[
         # On Python 3.12 the Theano sdist needs one fix to build (run.sh

@@ -1,14 +1,15 @@
 """Our C operations: Theano ops with hand-written C for the hot paths.
 
-This part owns the shared base of our C ops (:mod:`.base`: compile flags,
-BLAS headers, the check of where they can run) and each operation in its
-own module with its gradient and a Lasagne-style function that builds it
-(:mod:`.fused_lstm`, :mod:`.softmax_nll`, :mod:`.row_sums`,
-:mod:`.simd_elemwise`, ...); it
-re-exports those functions and op classes.  It may import only the Theano
-environment (:mod:`lstm_accum.backend`, for ``theano``, ``T`` and the
-configuration it applied) and the base modules (``exceptions``,
-``checks``), never data, models or anything above them.
+This part owns the shared base of our C ops (:mod:`.base`: the loading of
+their C files, compile flags, BLAS headers, the check of where they can
+run), each operation in its own module with its gradient and a
+Lasagne-style function that builds it (:mod:`.fused_lstm`,
+:mod:`.softmax_nll`, :mod:`.row_sums`, :mod:`.simd_elemwise`, ...), and
+their C and C++ source in ``c_code/`` (``.c`` files with Theano's
+``#section`` markers); it re-exports those functions and op classes.  It
+may import only the Theano environment (:mod:`lstm_accum.backend`, for
+``theano``, ``T`` and the configuration it applied) and the base modules
+(``exceptions``, ``checks``), never data, models or anything above them.
 """
 from .base import CpuCOp, unavailable_reason
 from .fused_lstm import fused_lstm, fused_supported, FusedLSTM, FusedLSTMGrad

@@ -58,8 +58,9 @@ class AllFinite(_HostScalarReduction):
     """Symbolic scalar: True if every element of every input is finite.
 
     CPU implementation through numpy: the squared norm ``dot(x, x)`` (BLAS,
-    vectorised) is, on the gradients of the question's network (V=2000,
-    H=256), over ten times faster than Theano's ``Sum`` reduction. A NaN or
+    vectorised, no temporary) takes a fraction of the time of Theano's
+    ``Sum`` reduction (the accumulate step's profile in
+    ``benchmarks/README.md``). A NaN or
     Inf element makes it non-finite; for finite elements it overflows only
     when the norm exceeds ~1.8e19 (float32), far beyond any usable gradient
     (such a sample is treated as non-finite).

@@ -1,9 +1,24 @@
-"""Shared plumbing of our C operations (:mod:`fused_lstm`, :mod:`softmax_nll`).
+"""Shared plumbing of our C operations, and the loading of their C files.
 
-:class:`CpuCOp` is a ``theano.Op`` base for operations whose C code is
-support-code loops plus BLAS calls through Theano's own BLAS interface (so
-``blas.ldflags`` applies as for Theano's ``Gemm``).  It takes care of three
-things that are easy to get wrong:
+The C and C++ source of every operation is in ``lstm_accum/ops/c_code/``,
+loaded the way Theano's own operations load theirs: :class:`CpuCOp` is a
+``theano.gof.COp`` whose files are split at their ``#section`` markers
+(``support_code``, ``support_code_apply``, ...), and whose node calls the
+function ``APPLY_SPECIFIC(name)`` of its ``support_code_apply`` section with
+the node's inputs and the addresses of its outputs.  Each section starts
+with a ``#line`` directive, so that a compile error names the ``.c`` file
+and the line a person can open.
+
+Code is made generic one way: C++ templates over the value type (and the
+index type), instantiated per node with the types of Theano's ``COp``
+macros (``DTYPE_INPUT_0``, ``TYPENUM_OUTPUT_0``, ...) that the
+``support_code_apply`` section receives.  An op's own constants (the fused
+LSTM's ``grad_clipping``) are macros of a small prologue generated per node
+(:meth:`CpuCOp.c_node_macros`).  Templates rather than Python substitution:
+the files are C++ that an editor, a compiler and a reviewer read as such,
+and one function serves float and double.
+
+:class:`CpuCOp` takes care of three things that are easy to get wrong:
 
 * compile flags: the loops are compiled at ``-O3`` with
   ``-fno-trapping-math`` (without it GCC keeps the selects of the loops as
@@ -12,41 +27,34 @@ things that are easy to get wrong:
 * the compile cache: Theano reuses a compiled module whose *source* is the
   same even when its flags or version differ, so both are stamped into the
   source;
-* arrays: :data:`SUPPORT_CODE` has ``lstm_accum_prepare_output``, which
+* arrays: ``c_code/support.c`` has ``lstm_accum_prepare_output``, which
   reuses a C-contiguous output of the right shape and type, and
   ``lstm_accum_contiguous``/``lstm_accum_release`` for the inputs.
 
-:data:`SUPPORT_CODE` also has branch-free, vectorisable ``lstm_accum_exp``
+``c_code/support.c`` also has branch-free, vectorisable ``lstm_accum_exp``
 and ``lstm_accum_tanh`` for float (Cephes' polynomials, within 2 ulps of the
-exact value over the whole float range, +-inf and NaN included, except that
-``lstm_accum_exp`` gives +inf from x = 88.3763 on, where its scale 2**128
-overflows the exponent bits, short of float32's own overflow at 88.7228:
-our operations call it only on arguments <= 0 or where the result
-saturates; ``tests/test_c_math_float32.py``) and the C library's for
-double.  Loops meant to be vectorised go in
-``__attribute__((noinline))`` functions: inlined into Theano's large
-generated function, GCC stops vectorising them.
+exact value; ``tests/test_c_math_float32.py``) and the C library's for
+double.
 """
+import functools
 import hashlib
+import os
 
 from ..backend import DEFAULT_FLAGS, DEFAULTED, theano
 
-__all__ = ["CpuCOp", "SUPPORT_CODE", "unavailable_reason", "FLOAT_DTYPES",
-           "INDEX_DTYPES", "c_types", "loop_compile_args",
+__all__ = ["CpuCOp", "C_CODE_DIR", "c_sections", "unavailable_reason",
+           "FLOAT_DTYPES", "INDEX_DTYPES", "loop_compile_args",
            "cxxflags_defaulted"]
+
+#: The directory of our operations' C files (package data).
+C_CODE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                          "c_code")
+#: The file every :class:`CpuCOp` loads first.
+SUPPORT_FILE = "support.c"
 
 #: The dtypes our C operations take for real values and for indices.
 FLOAT_DTYPES = ("float32", "float64")
 INDEX_DTYPES = ("int32", "int64")
-
-
-def c_types(floats, indices):
-    """C names of a node's float and index dtypes: ``(ctype, typenum,
-    itype)``, e.g. ``('float', 'NPY_FLOAT32', 'npy_int32')``."""
-    ctype = "float" if floats.dtype == "float32" else "double"
-    typenum = "NPY_FLOAT32" if ctype == "float" else "NPY_FLOAT64"
-    itype = "npy_int32" if indices.dtype == "int32" else "npy_int64"
-    return ctype, typenum, itype
 
 
 def unavailable_reason():
@@ -77,20 +85,89 @@ def cxxflags_defaulted():
     return "gcc.cxxflags" in DEFAULTED
 
 
-class CpuCOp(theano.Op):
-    """Base class: C support code, BLAS flags, optimisation level, cache.
+@functools.lru_cache(maxsize=None)
+def c_sections(name):
+    """The ``#section``\ s of the C file ``c_code/<name>``.
 
-    Subclasses set ``c_loops`` (C source placed after :data:`SUPPORT_CODE`)
-    and ``c_version`` (an int, bumped whenever the C code changes), and
-    write ``c_code``.
+    Parameters
+    ----------
+    name : str
+        A file name in :data:`C_CODE_DIR`, e.g. ``'fused_lstm.c'``.
+
+    Returns
+    -------
+    tuple of (str, str)
+        ``(section, code)`` in the order of the file; each code opens with
+        a ``#line`` directive naming the file and the line it starts on.
+
+    Raises
+    ------
+    ValueError
+        For code before the first ``#section`` marker, an unknown section
+        or a file without markers.
+    """
+    path = os.path.join(C_CODE_DIR, name)
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    shown = "lstm_accum/ops/c_code/" + name
+    marks = list(theano.gof.COp.section_re.finditer(text))
+    if not marks or text[:marks[0].start()].strip():
+        raise ValueError("%s: the C code must start with a '#section NAME' "
+                         "line (one of %s)"
+                         % (path, ", ".join(sorted(theano.gof.COp.SECTIONS))))
+    found = []
+    for mark, after in zip(marks, marks[1:] + [None]):
+        section = mark.group(1)
+        if section not in theano.gof.COp.SECTIONS:
+            raise ValueError("%s:%d: unknown section %r (expected one of %s)"
+                             % (path, text.count("\n", 0, mark.start()) + 1,
+                                section,
+                                ", ".join(sorted(theano.gof.COp.SECTIONS))))
+        body = text[mark.end() + 1:after.start() if after else len(text)]
+        first = text.count("\n", 0, mark.end()) + 2
+        found.append((section, '#line %d "%s"\n%s' % (first, shown, body)))
+    return tuple(found)
+
+
+class CpuCOp(theano.gof.COp):
+    """Base class: C files, BLAS flags, optimisation level, cache.
+
+    Subclasses set ``c_files`` (files of :data:`C_CODE_DIR`, loaded after
+    ``support.c``; a section in several files is their concatenation, as
+    for Theano's ``COp``), ``func_name`` (the node's call, e.g.
+    ``'APPLY_SPECIFIC(fused_lstm)'``: a function of the files'
+    ``support_code_apply`` that takes the inputs and the addresses of the
+    outputs and returns nonzero, with an exception set, on failure) and
+    ``c_version`` (an int, bumped whenever the C code changes).  They may
+    define :meth:`c_node_macros`.
+
+    ``c_loops`` is C placed after the files' support code, for code made at
+    run time (the tests' probes); our operations keep theirs in files.
     """
 
+    c_files = ()
     c_loops = ""
     c_version = 0
+    func_name = None
+
+    def __init__(self):
+        # Not COp.__init__, which reads the files again for every instance:
+        # the files are the class's, read once (code_sections).
+        pass
+
+    @property
+    def code_sections(self):
+        """``{section: code}`` of ``support.c`` and ``c_files``."""
+        return _merged_sections((SUPPORT_FILE,) + tuple(self.c_files))
 
     def _source_hash(self):
-        return hashlib.sha256(
-            (SUPPORT_CODE + self.c_loops).encode("utf-8")).hexdigest()[:16]
+        return _source_hash((SUPPORT_FILE,) + tuple(self.c_files),
+                            self.c_loops)
+
+    def c_node_macros(self, node):
+        """``(name, value)`` pairs defined as macros around the node's
+        ``support_code_apply`` (and undefined after it); none here."""
+        return []
 
     def c_support_code(self):
         from theano.tensor.blas_headers import blas_header_text
@@ -98,7 +175,14 @@ class CpuCOp(theano.Op):
             type(self).__module__, self.c_version, self._source_hash(),
             " ".join(self.c_compile_args() + ["no:"]
                      + self.c_no_compile_args()))
-        return stamp + blas_header_text() + SUPPORT_CODE + self.c_loops
+        return (stamp + blas_header_text()
+                + self.code_sections.get("support_code", "") + self.c_loops)
+
+    def c_support_code_apply(self, node, name):
+        code = super(CpuCOp, self).c_support_code_apply(node, name)
+        macros = self.c_node_macros(node)
+        return "\n".join(["#define %s %s" % m for m in macros] + [code]
+                         + ["#undef %s" % m[0] for m in macros])
 
     def c_headers(self):
         return ["<cmath>", "<cstring>", "<cstdlib>"]
@@ -130,104 +214,22 @@ class CpuCOp(theano.Op):
 
     def c_code_cache_version(self):
         from theano.tensor.blas_headers import blas_header_version
-        # The hash of the loops: a change of the C code without a change of
+        # The hash of the C code: a change of it without a change of
         # c_version still gets a new module.
         return (self.c_version, self._source_hash()) + tuple(
             blas_header_version())
 
 
-_MATH = r"""
-/* float: branch-free exp and tanh that vectorise (Cephes' expf and tanhf
-   polynomials: relative error ~1e-7, i.e. float rounding); double: the C
-   library's. */
-static inline float lstm_accum_exp(float x)
-{
-    x = x < -87.3365448f ? -87.3365448f : (x > 88.7228391f ? 88.7228391f : x);
-    float fx = std::floor(x * 1.44269504088896341f + 0.5f);
-    float r = x - fx * 0.693359375f + fx * 2.12194440e-4f;
-    float z = r * r;
-    float y = 1.9875691500E-4f;
-    y = y * r + 1.3981999507E-3f;
-    y = y * r + 8.3334519073E-3f;
-    y = y * r + 4.1665795894E-2f;
-    y = y * r + 1.6666665459E-1f;
-    y = y * r + 5.0000001201E-1f;
-    y = y * z + r + 1.0f;
-    int n = (int)fx + 127;
-    unsigned int bits = (unsigned int)n << 23;
-    float scale;
-    std::memcpy(&scale, &bits, sizeof scale);
-    return y * scale;
-}
-
-static inline float lstm_accum_tanh(float x)
-{
-    float ax = x < 0 ? -x : x;
-    /* |x| >= 0.625: 1 - 2 / (exp(2|x|) + 1), with the sign of x */
-    float big = 1.0f - 2.0f / (lstm_accum_exp(2.0f * ax) + 1.0f);
-    big = x < 0 ? -big : big;
-    /* |x| < 0.625: odd polynomial */
-    float z = x * x;
-    float p = -5.70498872745E-3f;
-    p = p * z + 2.06390887954E-2f;
-    p = p * z - 5.37397155531E-2f;
-    p = p * z + 1.33314422036E-1f;
-    p = p * z - 3.33332819422E-1f;
-    float small = x + x * z * p;
-    return ax < 0.625f ? small : big;
-}
-
-static inline double lstm_accum_exp(double x) { return std::exp(x); }
-static inline double lstm_accum_tanh(double x) { return std::tanh(x); }
-"""
+@functools.lru_cache(maxsize=None)
+def _merged_sections(files):
+    merged = {}
+    for name in files:
+        for section, code in c_sections(name):
+            merged[section] = merged.get(section, "") + code
+    return merged
 
 
-SUPPORT_CODE = _MATH + r"""
-/* Reuse *out when it is a C-contiguous array of the right shape and type,
-   else replace it with a new one; returns nonzero (with an exception set)
-   on failure. */
-static int lstm_accum_prepare_output(PyArrayObject** out, int nd,
-                                        npy_intp* dims, int typenum)
-{
-    PyArrayObject* o = *out;
-    if (o && PyArray_NDIM(o) == nd && PyArray_TYPE(o) == typenum
-            && PyArray_IS_C_CONTIGUOUS(o)) {
-        int same = 1;
-        for (int k = 0; k < nd; ++k)
-            same = same && PyArray_DIMS(o)[k] == dims[k];
-        if (same)
-            return 0;
-    }
-    Py_XDECREF(o);
-    *out = (PyArrayObject*)PyArray_EMPTY(nd, dims, typenum, 0);
-    if (!*out) {
-        PyErr_SetString(PyExc_MemoryError,
-                        "could not allocate the output of an lstm_accum C "
-                        "operation");
-        return 1;
-    }
-    return 0;
-}
-
-/* C-contiguous versions (new references, or NULL) of n input arrays;
-   nonzero (with an exception set) on failure.  Release them with
-   lstm_accum_release in every case. */
-static int lstm_accum_contiguous(int n, PyArrayObject** in,
-                                 PyArrayObject** out)
-{
-    for (int k = 0; k < n; ++k)
-        out[k] = NULL;
-    for (int k = 0; k < n; ++k) {
-        out[k] = in[k] ? PyArray_GETCONTIGUOUS(in[k]) : NULL;
-        if (in[k] && !out[k])
-            return 1;
-    }
-    return 0;
-}
-
-static void lstm_accum_release(int n, PyArrayObject** arrays)
-{
-    for (int k = 0; k < n; ++k)
-        Py_XDECREF(arrays[k]);
-}
-"""
+@functools.lru_cache(maxsize=None)
+def _source_hash(files, extra):
+    code = "".join(code for name in files for _, code in c_sections(name))
+    return hashlib.sha256((code + extra).encode("utf-8")).hexdigest()[:16]

@@ -17,12 +17,13 @@ element for element the arithmetic of the dense gradient, so
 ``acc += dense``.  :func:`lstm_accum.ops.accumulate.accumulate_spec` puts
 it in place of the dense gradient.
 
-Imports only :mod:`lstm_accum.backend` and :mod:`.base`.
+The C code is ``c_code/row_sums.c``.  Imports only
+:mod:`lstm_accum.backend` and :mod:`.base`.
 """
 import numpy as np
 
 from ..backend import EmptyProps, theano, T
-from .base import FLOAT_DTYPES, INDEX_DTYPES, CpuCOp, c_types
+from .base import FLOAT_DTYPES, INDEX_DTYPES, CpuCOp
 
 __all__ = ["RowSums", "row_sums"]
 
@@ -68,6 +69,8 @@ class RowSums(CpuCOp):
 
     __props__ = _NO_PROPS
     c_version = _VERSION
+    c_files = ("row_sums.c",)
+    func_name = "APPLY_SPECIFIC(row_sums)"
 
     def make_node(self, rows, ids, num_rows):
         rows = T.as_tensor_variable(rows)
@@ -110,112 +113,3 @@ class RowSums(CpuCOp):
     def grad(self, inputs, output_grads):
         return [theano.gradient.grad_not_implemented(self, k, x)
                 for k, x in enumerate(inputs)]
-
-    def c_code(self, node, name, inputs, outputs, sub):
-        rows, ids, num_rows = inputs
-        words, sums = outputs
-        ctype, typenum, itype = c_types(node.inputs[0], node.inputs[1])
-        fail = sub["fail"]
-        return """
-        {
-        PyArrayObject *c[2] = {NULL, NULL};
-        PyArrayObject *in[2] = {%(rows)s, %(ids)s};
-        npy_int32 *slot_of = NULL;
-        npy_intp *slot = NULL;
-        npy_int64 *first = NULL;
-        int ok = 0;
-        npy_intp n, D, V, G = 0, bad = -1;
-        if (lstm_accum_contiguous(2, in, c))
-            goto done_%(name)s;
-        n = PyArray_DIMS(c[0])[0];
-        D = PyArray_DIMS(c[0])[1];
-        V = (npy_intp)((npy_int64*)PyArray_DATA(%(num_rows)s))[0];
-        if (PyArray_DIMS(c[1])[0] != n) {
-            PyErr_Format(PyExc_ValueError, "RowSums: %%ld rows but %%ld ids",
-                         (long)n, (long)PyArray_DIMS(c[1])[0]);
-            goto done_%(name)s;
-        }
-        slot_of = (npy_int32*)malloc(sizeof(npy_int32) * (V > 0 ? V : 1));
-        slot = (npy_intp*)malloc(sizeof(npy_intp) * (n > 0 ? n : 1));
-        first = (npy_int64*)malloc(sizeof(npy_int64) * (n > 0 ? n : 1));
-        if (!slot_of || !slot || !first) {
-            PyErr_NoMemory();
-            goto done_%(name)s;
-        }
-        G = lstm_accum_row_slots<%(itype)s>(
-            n, V, (const %(itype)s*)PyArray_DATA(c[1]), slot_of, slot,
-            first, &bad);
-        if (bad >= 0) {
-            PyErr_Format(PyExc_IndexError,
-                "RowSums: index %%lld (position %%ld) is out of bounds for "
-                "%%ld rows",
-                (long long)((const %(itype)s*)PyArray_DATA(c[1]))[bad],
-                (long)bad, (long)V);
-            goto done_%(name)s;
-        }
-        {
-            npy_intp wdims[1] = {G};
-            npy_intp sdims[2] = {G, D};
-            if (lstm_accum_prepare_output(&%(words)s, 1, wdims, NPY_INT64)
-                || lstm_accum_prepare_output(&%(sums)s, 2, sdims,
-                                             %(typenum)s))
-                goto done_%(name)s;
-        }
-        if (G)
-            memcpy(PyArray_DATA(%(words)s), first, sizeof(npy_int64) * G);
-        lstm_accum_row_sums<%(ctype)s>(
-            n, D, G, (const %(ctype)s*)PyArray_DATA(c[0]), slot,
-            (%(ctype)s*)PyArray_DATA(%(sums)s));
-        ok = 1;
-        done_%(name)s:
-        free(slot_of); free(slot); free(first);
-        lstm_accum_release(2, c);
-        if (!ok) { %(fail)s }
-        }
-        """ % locals()
-
-
-RowSums.c_loops = r"""
-/* slot[k]: the output row of ids[k] (numbered by first occurrence);
-   first[g]: the wrapped index of output row g; returns G, or sets *bad to
-   the first position out of [-V, V). slot_of: V ints of scratch. */
-template <typename I>
-static npy_intp lstm_accum_row_slots(npy_intp n, npy_intp V, const I* ids,
-                                     npy_int32* slot_of, npy_intp* slot,
-                                     npy_int64* first, npy_intp* bad)
-{
-    npy_intp G = 0;
-    for (npy_intp v = 0; v < V; ++v)
-        slot_of[v] = -1;
-    for (npy_intp k = 0; k < n; ++k) {
-        npy_intp w = (npy_intp)ids[k];
-        if (w < -V || w >= V) {
-            *bad = k;
-            return 0;
-        }
-        if (w < 0)
-            w += V;
-        if (slot_of[w] < 0) {
-            slot_of[w] = (npy_int32)G;
-            first[G++] = (npy_int64)w;
-        }
-        slot[k] = slot_of[w];
-    }
-    return G;
-}
-
-/* sums[g] = 0 + rows[k1] + rows[k2] + ... in the order of k. */
-template <typename T>
-__attribute__((noinline)) static void lstm_accum_row_sums(
-    npy_intp n, npy_intp D, npy_intp G, const T* rows, const npy_intp* slot,
-    T* sums)
-{
-    memset(sums, 0, sizeof(T) * G * D);
-    for (npy_intp k = 0; k < n; ++k) {
-        T* __restrict__ s = sums + slot[k] * D;
-        const T* __restrict__ r = rows + k * D;
-        for (npy_intp j = 0; j < D; ++j)
-            s[j] += r[j];
-    }
-}
-"""

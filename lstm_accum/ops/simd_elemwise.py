@@ -8,24 +8,25 @@ the broadcast scalars (learning rate, the window's ``ok``) read through
 pointers at each element and, for the in-place nodes, an output that is an
 input.  GCC keeps such a loop scalar: at our default ``gcc.cxxflags=-O1``
 it does not try, and at ``-O3``, inside Theano's large generated function,
-it did not vectorise it either.  Adagrad's update took 2.3 ns per element.
+it does not vectorise it either.
 
 :class:`SimdElemwise` is the same ``Elemwise``: Theano's allocation,
 in-place pattern, shape checks, broadcasting and strided fallback, and the
 same scalar C code (:class:`SimdComposite` wraps the node's scalar
 operation as a ``Composite``).  Only its contiguous case differs: it calls
 a ``noinline`` function whose loop takes the broadcast scalars by value
-and is ``#pragma GCC ivdep`` (every element is read before it is written,
-in place or not, and no element depends on another).  Under our default
+and is ``#pragma GCC ivdep`` (every element is read before it is
+written, in place or not, and no element depends on another); the
+function's frame is made here from the node's scalar code, its loop and
+attributes are macros of ``c_code/simd_elemwise.c``.  Under our default
 flags that function alone is compiled at ``-O3`` (GCC's ``optimize``
 attribute; the rest of the module keeps ``-O1``) without contracting
 ``a * b + c`` into one rounding (FMA), as Theano's loops at ``-O1``;
 under a level the user set in ``gcc.cxxflags``, the user's flags decide,
 as for Theano's loops.  The same IEEE operations in the same order:
 results are bit-identical to Theano's loops (``tests/test_simd_elemwise.py``:
-adagrad, adam, rmsprop, momentum; adadelta too, and the user levels
-``-O2`` and ``-O3``, by hand).  A 1M-parameter apply runs 3.7x (Adagrad)
-and 4.2x (Adam) faster (``benchmarks/README.md``).
+adagrad, adam, rmsprop, momentum).  A 1M-parameter Adam apply runs about
+four times as fast (``benchmarks/README.md``).
 
 ``include_simd_elemwise(mode)`` adds the rewrite to a compile mode; the
 apply step uses it on the CPU.  It runs after Theano's in-place passes and
@@ -36,7 +37,7 @@ import hashlib
 import inspect
 
 from ..backend import theano, T
-from .base import cxxflags_defaulted, loop_compile_args
+from .base import c_sections, cxxflags_defaulted, loop_compile_args
 
 __all__ = ["SimdComposite", "SimdElemwise", "simd_elemwise",
            "include_simd_elemwise", "SIMD_ELEMWISE"]
@@ -46,6 +47,8 @@ _VERSION = 2
 #: ``fast_run``, so only modes that include it run it).
 SIMD_ELEMWISE = "lstm_accum_simd_elemwise"
 _NO_FAIL = "LSTM_ACCUM_SIMD_NO_FAIL"
+#: The loop's macros.
+_C_FILE = "simd_elemwise.c"
 
 
 def _fits(node):
@@ -99,26 +102,13 @@ class SimdComposite(theano.scalar.Composite):
             load.append("%s r%d_;" % (ctype, k))
             store.append("q%d_[i_] = r%d_;" % (k, k))
         fname = "lstm_accum_simd_" + name
-        # noinline: inlined into Theano's large generated function, GCC
-        # does not vectorise the loop.  O3 for this function only, unless
-        # the user chose a level: the module keeps our default -O1, which
-        # compiles the 90-odd such modules of the test suite faster.
-        attributes = "noinline, optimize(\"O3\")" \
-            if cxxflags_defaulted() else "noinline"
-        source = """
-        __attribute__((%s)) static void %s(%s)
-        {
-        #pragma GCC ivdep
-        for (npy_intp i_ = 0; i_ < n_; ++i_) {
-            %s
-            {
-            %s
-            }
-            %s
-        }
-        }
-        """ % (attributes, fname, ", ".join(params), "\n".join(load), task,
-               "\n".join(store))
+        # The loop's macros: c_code/simd_elemwise.c.
+        attributes = "LSTM_ACCUM_SIMD_FUNCTION" + (
+            "_O3" if cxxflags_defaulted() else "")
+        source = "%s static void %s(%s)\n{\nLSTM_ACCUM_SIMD_LOOP(n_) {\n" \
+            "%s\n{\n%s\n}\n%s\n}\n}\n" % (
+                attributes, fname, ", ".join(params), "\n".join(load), task,
+                "\n".join(store))
         return fname, source
 
     def c_support_code_apply(self, node, name):
@@ -153,7 +143,8 @@ class SimdComposite(theano.scalar.Composite):
 @functools.lru_cache(maxsize=None)
 def _loop_hash():
     source = "".join(inspect.getsource(f) for f in (
-        SimdComposite._loop, SimdComposite.c_code_contiguous))
+        SimdComposite._loop, SimdComposite.c_code_contiguous)) + "".join(
+            code for _, code in c_sections(_C_FILE))
     return hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
 
 
@@ -174,8 +165,9 @@ class SimdElemwise(T.Elemwise):
     def c_support_code(self):
         # Theano reuses a module whose source is the same, whatever its
         # flags: the flags are part of the source.
-        return "/* %s v%d, flags: %s */\n%s" % (
+        return "/* %s v%d, flags: %s */\n%s%s" % (
             __name__, _VERSION, " ".join(self.c_compile_args()),
+            "".join(code for _, code in c_sections(_C_FILE)),
             super(SimdElemwise, self).c_support_code())
 
 

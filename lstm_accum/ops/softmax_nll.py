@@ -17,18 +17,20 @@ C loops, and its gradient is a second scalar operation plus a separate
 The matrix product ``x W`` stays outside (Theano's ``Dot22``, BLAS): the
 operations take the logits *without* the bias.
 
-Accuracy: float64 agrees with a SciPy reference to ~1e-15. In float32,
-``exp`` is a Cephes polynomial (relative error ~1e-7,
+Accuracy: in float32, ``exp`` is a Cephes polynomial (within 2 ulps,
 :mod:`lstm_accum.ops.base`) and the sums are kept in double: the softmax
-denominators (in float32 they were off by ~1e-6 relative) and the bias
-gradient (float32 sums over 4000 rows, V = 2000, were off by ~1e-6 of its
-largest element; double sums, in blocks of 16 float32 rows, by ~3e-8, the
-final rounding). Both then agree with Theano's operation, which sums in
-double too, to ~1e-7.
+denominators, and the bias gradient (in blocks of 16 float32 rows), whose
+float32 sums over thousands of rows lose their low bits.  Both agree with
+Theano's operation, which sums in double too, to float32 rounding
+(``tests/test_softmax_nll.py``, ``tests/test_c_math_float32.py``).
 
-Speed (``benchmarks/softmax_nll.py``, float32, V = 2000, one core): about
-0.6 ns per element forward and 1 ns forward + backward, ~10x Theano's
-operation.  float64 uses the C library's scalar ``exp`` and is ~2x.
+Speed: in float32 about ten times Theano's operation
+(``benchmarks/softmax_nll.py``); float64 uses the C library's scalar
+``exp``.
+
+The C code is in ``c_code/``: ``softmax_nll.c`` (the loops, C++ templates
+over the value and the index type) and one file per operation for its node
+(``softmax_nll_forward.c``, ``softmax_nll_grad.c``).
 
 Both operations have a NumPy ``perform`` (Theano's Python linker uses it)
 and no GPU implementation.
@@ -36,7 +38,7 @@ and no GPU implementation.
 import numpy as np
 
 from ..backend import EmptyProps, theano, T
-from .base import FLOAT_DTYPES, INDEX_DTYPES, CpuCOp, c_types
+from .base import FLOAT_DTYPES, INDEX_DTYPES, CpuCOp
 
 __all__ = ["SoftmaxNLL", "SoftmaxNLLGrad", "softmax_nll"]
 
@@ -144,6 +146,8 @@ class SoftmaxNLL(_SimdReductionCOp):
     """
     __props__ = _NO_PROPS
     c_version = _VERSION
+    c_files = ("softmax_nll.c", "softmax_nll_forward.c")
+    func_name = "APPLY_SPECIFIC(softmax_nll)"
 
     def make_node(self, logits, b, y):
         logits = _float_var(logits)
@@ -201,61 +205,6 @@ class SoftmaxNLL(_SimdReductionCOp):
             db = db + d_sm.sum(axis=0)
         return [dlogits, db, DisconnectedType()()]
 
-    def c_code(self, node, name, inputs, outputs, sub):
-        x, b, y = inputs
-        nll, sm = outputs
-        ctype, typenum, itype = c_types(node.inputs[0], node.inputs[2])
-        fail = sub["fail"]
-        return """
-        {
-        PyArrayObject *cx = NULL, *cb = NULL, *cy = NULL;
-        int ok = 0;
-        npy_intp N, V, bad;
-        cx = PyArray_GETCONTIGUOUS(%(x)s);
-        cb = PyArray_GETCONTIGUOUS(%(b)s);
-        cy = PyArray_GETCONTIGUOUS(%(y)s);
-        if (!cx || !cb || !cy)
-            goto done_%(name)s;
-        N = PyArray_DIMS(cx)[0];
-        V = PyArray_DIMS(cx)[1];
-        if (PyArray_DIMS(cb)[0] != V || PyArray_DIMS(cy)[0] != N) {
-            PyErr_Format(PyExc_ValueError,
-                "SoftmaxNLL: inconsistent shapes: logits (%%ld, %%ld), "
-                "b (%%ld,), y (%%ld,) (expected b (V,) and y (N,) for "
-                "logits (N, V))", (long)N, (long)V,
-                (long)PyArray_DIMS(cb)[0], (long)PyArray_DIMS(cy)[0]);
-            goto done_%(name)s;
-        }
-        bad = lstm_accum_first_bad_target(
-            N, V, (const %(itype)s*)PyArray_DATA(cy));
-        if (bad >= 0) {
-            PyErr_Format(PyExc_ValueError,
-                "SoftmaxNLL: target %%lld (row %%ld) is out of range for "
-                "V = %%ld classes (targets must be in [0, %%ld))",
-                (long long)((const %(itype)s*)PyArray_DATA(cy))[bad],
-                (long)bad, (long)V, (long)V);
-            goto done_%(name)s;
-        }
-        {
-            npy_intp ndims[1] = {N};
-            npy_intp sdims[2] = {N, V};
-            if (lstm_accum_prepare_output(&%(nll)s, 1, ndims, %(typenum)s)
-                || lstm_accum_prepare_output(&%(sm)s, 2, sdims, %(typenum)s))
-                goto done_%(name)s;
-        }
-        lstm_accum_softmax_nll_forward<%(ctype)s, %(itype)s>(
-            N, V, (const %(ctype)s*)PyArray_DATA(cx),
-            (const %(ctype)s*)PyArray_DATA(cb),
-            (const %(itype)s*)PyArray_DATA(cy),
-            (%(ctype)s*)PyArray_DATA(%(nll)s),
-            (%(ctype)s*)PyArray_DATA(%(sm)s));
-        ok = 1;
-        done_%(name)s:
-        Py_XDECREF(cx); Py_XDECREF(cb); Py_XDECREF(cy);
-        if (!ok) { %(fail)s }
-        }
-        """ % locals()
-
 
 class SoftmaxNLLGrad(_SimdReductionCOp):
     """Gradient of :class:`SoftmaxNLL` with respect to the logits and bias.
@@ -267,6 +216,8 @@ class SoftmaxNLLGrad(_SimdReductionCOp):
     """
     __props__ = _NO_PROPS
     c_version = _VERSION
+    c_files = ("softmax_nll.c", "softmax_nll_grad.c")
+    func_name = "APPLY_SPECIFIC(softmax_nll_grad)"
 
     def make_node(self, g, sm, y):
         sm = _float_var(sm, what="the softmax")
@@ -296,176 +247,3 @@ class SoftmaxNLLGrad(_SimdReductionCOp):
         d[rows, y] = g * (sm[rows, y] - 1)
         outputs[0][0] = d.astype(sm.dtype)
         outputs[1][0] = d.sum(axis=0, dtype=np.float64).astype(sm.dtype)
-
-    def c_code(self, node, name, inputs, outputs, sub):
-        g, sm, y = inputs
-        dx, db = outputs
-        ctype, typenum, itype = c_types(node.inputs[1], node.inputs[2])
-        fail = sub["fail"]
-        return """
-        {
-        PyArrayObject *cg = NULL, *csm = NULL, *cy = NULL;
-        double* acc = NULL;
-        int ok = 0;
-        npy_intp N, V, bad;
-        cg = PyArray_GETCONTIGUOUS(%(g)s);
-        csm = PyArray_GETCONTIGUOUS(%(sm)s);
-        cy = PyArray_GETCONTIGUOUS(%(y)s);
-        if (!cg || !csm || !cy)
-            goto done_%(name)s;
-        N = PyArray_DIMS(csm)[0];
-        V = PyArray_DIMS(csm)[1];
-        if (PyArray_DIMS(cg)[0] != N || PyArray_DIMS(cy)[0] != N) {
-            PyErr_Format(PyExc_ValueError,
-                "SoftmaxNLLGrad: inconsistent shapes: g (%%ld,), softmax "
-                "(%%ld, %%ld), y (%%ld,) (expected g (N,) and y (N,) for a "
-                "softmax (N, V))", (long)PyArray_DIMS(cg)[0], (long)N,
-                (long)V, (long)PyArray_DIMS(cy)[0]);
-            goto done_%(name)s;
-        }
-        bad = lstm_accum_first_bad_target(
-            N, V, (const %(itype)s*)PyArray_DATA(cy));
-        if (bad >= 0) {
-            PyErr_Format(PyExc_ValueError,
-                "SoftmaxNLLGrad: target %%lld (row %%ld) is out of range for "
-                "V = %%ld classes (targets must be in [0, %%ld))",
-                (long long)((const %(itype)s*)PyArray_DATA(cy))[bad],
-                (long)bad, (long)V, (long)V);
-            goto done_%(name)s;
-        }
-        {
-            npy_intp xdims[2] = {N, V};
-            npy_intp vdims[1] = {V};
-            if (lstm_accum_prepare_output(&%(dx)s, 2, xdims, %(typenum)s)
-                || lstm_accum_prepare_output(&%(db)s, 1, vdims, %(typenum)s))
-                goto done_%(name)s;
-        }
-        /* scratch: V doubles (the sums), then V values (a block's) */
-        acc = (double*)malloc((sizeof(double) + sizeof(%(ctype)s))
-                              * (V ? V : 1));
-        if (!acc) {
-            PyErr_NoMemory();
-            goto done_%(name)s;
-        }
-        lstm_accum_softmax_nll_backward<%(ctype)s, %(itype)s>(
-            N, V, (const %(ctype)s*)PyArray_DATA(cg),
-            (const %(ctype)s*)PyArray_DATA(csm),
-            (const %(itype)s*)PyArray_DATA(cy),
-            (%(ctype)s*)PyArray_DATA(%(dx)s),
-            (%(ctype)s*)PyArray_DATA(%(db)s), acc, (%(ctype)s*)(acc + V));
-        ok = 1;
-        done_%(name)s:
-        free(acc);
-        Py_XDECREF(cg); Py_XDECREF(csm); Py_XDECREF(cy);
-        if (!ok) { %(fail)s }
-        }
-        """ % locals()
-
-
-# The loops, as C++ templates instantiated for float and double values and
-# int32 and int64 targets.  noinline: inlined into Theano's large generated
-# function, GCC no longer vectorises them.
-_LOOPS = r"""
-template <typename I>
-static npy_intp lstm_accum_first_bad_target(npy_intp N, npy_intp V,
-                                            const I* y)
-{
-    for (npy_intp n = 0; n < N; ++n)
-        if (y[n] < 0 || (npy_intp)y[n] >= V)
-            return n;
-    return -1;
-}
-
-/* nll[n] = log(sum_j exp(z[n, j] - m_n)) - (z[n, y_n] - m_n) and
-   sm[n, :] = softmax(z[n, :]), z = x + b, m_n = max_j z[n, j].
-   The targets have been checked. */
-template <typename T, typename I>
-__attribute__((noinline)) static void lstm_accum_softmax_nll_forward(
-    npy_intp N, npy_intp V, const T* x, const T* __restrict__ b,
-    const I* y, T* nll, T* sm)
-{
-    for (npy_intp n = 0; n < N; ++n) {
-        const T* __restrict__ xr = x + n * V;
-        T* __restrict__ sr = sm + n * V;
-        T m = xr[0] + b[0];
-#pragma omp simd reduction(max:m)
-        for (npy_intp j = 0; j < V; ++j) {
-            T z = xr[j] + b[j];
-            m = z > m ? z : m;
-        }
-#pragma omp simd
-        for (npy_intp j = 0; j < V; ++j)
-            sr[j] = lstm_accum_exp(xr[j] + b[j] - m);
-        /* Summed in double: in float, the small terms added to the lane
-           that holds exp(0) = 1 lose their low bits (the sum was off by
-           ~1e-6 relative for logits spread like a language model's).  A
-           loop of its own over the (cached) row: summed inside the exp loop,
-           GCC repeats exp's range selects on the doubles, 35% slower. */
-        double s = 0;
-#pragma omp simd reduction(+:s)
-        for (npy_intp j = 0; j < V; ++j)
-            s += sr[j];
-        const T inv = (T)(1.0 / s);
-#pragma omp simd
-        for (npy_intp j = 0; j < V; ++j)
-            sr[j] *= inv;
-        const npy_intp t = (npy_intp)y[n];
-        nll[n] = (T)(std::log(s) - (double)(xr[t] + b[t] - m));
-    }
-}
-
-/* d[j] = g * s[j]; part[j] += d[j] for j < len. */
-template <typename T>
-static inline void lstm_accum_softmax_nll_grad_run(
-    npy_intp len, T g, const T* __restrict__ s, T* __restrict__ d,
-    T* __restrict__ part)
-{
-#pragma omp simd
-    for (npy_intp j = 0; j < len; ++j) {
-        T v = g * s[j];
-        d[j] = v;
-        part[j] += v;
-    }
-}
-
-/* db: rows summed in T into part, part added to the double sums every
-   LSTM_ACCUM_DB_BLOCK rows.  float32 sums over thousands of rows lose ~1e-6
-   relative; double sums row by row took 40% longer than float ones
-   (N = 4000, V = 2000), blocks of 16 rows 13%, as accurate. */
-#define LSTM_ACCUM_DB_BLOCK 16
-
-/* dx[n, :] = g[n] * (sm[n, :] - onehot(y_n)); db = sum_n dx[n, :].
-   The target's element is g * (sm - 1), computed apart so that the rest of
-   the row is one branch-free loop.  acc: V doubles, part: V T's (scratch). */
-template <typename T, typename I>
-__attribute__((noinline)) static void lstm_accum_softmax_nll_backward(
-    npy_intp N, npy_intp V, const T* g, const T* sm, const I* y, T* dx,
-    T* __restrict__ db, double* __restrict__ acc, T* __restrict__ part)
-{
-    memset(acc, 0, sizeof(double) * V);
-    for (npy_intp n0 = 0; n0 < N; n0 += LSTM_ACCUM_DB_BLOCK) {
-        const npy_intp n1 = N - n0 < LSTM_ACCUM_DB_BLOCK ? N
-                            : n0 + LSTM_ACCUM_DB_BLOCK;
-        memset(part, 0, sizeof(T) * V);
-        for (npy_intp n = n0; n < n1; ++n) {
-            const T* s = sm + n * V;
-            T* d = dx + n * V;
-            const T gn = g[n];
-            const npy_intp t = (npy_intp)y[n];
-            lstm_accum_softmax_nll_grad_run<T>(t, gn, s, d, part);
-            d[t] = gn * (s[t] - (T)1);
-            part[t] += d[t];
-            lstm_accum_softmax_nll_grad_run<T>(V - t - 1, gn, s + t + 1,
-                                               d + t + 1, part + t + 1);
-        }
-#pragma omp simd
-        for (npy_intp j = 0; j < V; ++j)
-            acc[j] += part[j];
-    }
-#pragma omp simd
-    for (npy_intp j = 0; j < V; ++j)
-        db[j] = (T)acc[j];
-}
-"""
-
-SoftmaxNLL.c_loops = SoftmaxNLLGrad.c_loops = _LOOPS

@@ -1,49 +1,46 @@
-"""The fused LSTM's per-step products, and the threads that share a step.
+#section support_code
 
-An LSTM step multiplies a batch of ``B <= 32`` hidden states by the
-recurrent weights: ``(B, H) . (H, 4H)`` forward, ``(B, 4H) . (4H, H)``
-backward.  General BLAS ``gemm`` packs the whole weight matrix into its
-own layout at every call, and with only ``B`` rows to share that cost it
-reaches a fraction of the machine's peak (OpenBLAS: about half of it on
-two threads at H=1024, less on one; ``benchmarks/step_products.py``).
-The weights do not change between the steps of a call, so
-:data:`PANEL_CODE` packs them once per call into panels of 32 columns (each
-thread the panels it multiplies, into one buffer per compiled module, the
-forward's and the gradient's, kept from call to call and ``16 H^2`` bytes
-for the largest H it has run: at H=1024 a fresh buffer and a
-column-by-column copy cost 10-13 ms a call, a sixth of the forward's time)
-and multiplies each step against those panels
-with an AVX-512 kernel of 8 rows by 32 columns:
+/* The fused LSTM's per-step products, and the threads that share a step.
 
-* forward, a panel holds the four gates of 8 units (input, forget, cell,
-  output: 8 columns each), so that the thread that computes a panel can go
-  on to those units' gates without waiting for the others;
-* backward, a panel holds 32 consecutive units of ``W^T``.
+   An LSTM step multiplies a batch of B <= 32 hidden states by the recurrent
+   weights: (B, H) . (H, 4H) forward, (B, 4H) . (4H, H) backward.  General
+   BLAS gemm packs the whole weight matrix into its own layout at every
+   call, and with only B rows to share that cost it reaches a fraction of
+   the machine's peak (benchmarks/step_products.py).  The weights do not
+   change between the steps of a call, so they are packed once per call
+   into panels of 32 columns, and each step is multiplied against those
+   panels with an AVX-512 kernel of 8 rows by 32 columns:
 
-Every output element is one sum in a fixed order (partial sums over
-blocks of 128 consecutive ``k``, as BLAS sums blocks of its own size, then
-their total in increasing ``k``), whatever the batch size, the row block
-or the thread that computes it: the results do not depend on the number of
-threads.  The order differs from BLAS's, so results differ from the BLAS
-path by float32 rounding, and are as close to the exact sums.
+   - forward, a panel holds the four gates of 8 units (input, forget, cell,
+     output: 8 columns each), so that the thread that computes a panel can
+     go on to those units' gates without waiting for the others;
+   - backward, a panel holds 32 consecutive units of W^T.
 
-The threads: the caller and ``n - 1`` workers of a team created on first
-use, with ``n`` chosen by OpenBLAS's own rule (``OPENBLAS_NUM_THREADS``,
-then ``GOTO_NUM_THREADS``, then ``OMP_NUM_THREADS``, then the CPUs this
-process may run on; never more than those CPUs), read once.  Between calls
-the workers sleep on a condition variable (they do not spin, as OpenBLAS's
-threads run the products in between); within a call they meet at one
-spinning barrier per step.  A child process after ``fork`` starts a team of
-its own.
+   Each thread packs the panels it multiplies, into one buffer per compiled
+   module (the forward's and the gradient's), kept from call to call and
+   16 H^2 bytes for the largest H it has run: a fresh buffer per call costs
+   more in page faults than the packing itself.
 
-The kernel needs AVX-512 (F, DQ, VL) at compile time (Theano compiles for
-the machine it runs on); elsewhere, and for float64, the operations use
-BLAS as before (``LSTM_ACCUM_PANELS`` is 0).
-"""
+   Every output element is one sum in a fixed order (partial sums over
+   blocks of LSTM_ACCUM_CHAIN consecutive k, as BLAS sums blocks of its own
+   size, then their total in increasing k), whatever the batch size, the
+   row block or the thread that computes it: the results do not depend on
+   the number of threads.  The order differs from BLAS's, so results differ
+   from the BLAS path by float32 rounding, and are as close to the exact
+   sums.
 
-__all__ = ["PANEL_CODE"]
+   The threads: the caller and n - 1 workers of a team created on first
+   use, with n chosen by OpenBLAS's own rule (OPENBLAS_NUM_THREADS, then
+   GOTO_NUM_THREADS, then OMP_NUM_THREADS, then the CPUs this process may
+   run on; never more than those CPUs), read once.  Between calls the
+   workers sleep on a condition variable (they do not spin, as OpenBLAS's
+   threads run the products in between); within a call they meet at one
+   spinning barrier per step.  A child process after fork starts a team of
+   its own.
 
-PANEL_CODE = r"""
+   The kernel needs AVX-512 (F, DQ, VL) at compile time (Theano compiles
+   for the machine it runs on); elsewhere, and for double, the operations
+   use BLAS (LSTM_ACCUM_PANELS is 0). */
 #if defined(__AVX512F__) && defined(__AVX512DQ__) && defined(__AVX512VL__)
 #define LSTM_ACCUM_PANELS 1
 #include <immintrin.h>
@@ -282,14 +279,13 @@ __attribute__((noinline)) static void lstm_accum_panel_product(
 }
 
 /* Whether there is work (steps, units) and the panels beat BLAS for the
-   steps of a batch of that many rows and H units (one thread, packing
-   included, 20 steps per pack, against OpenBLAS 0.3.20's SkylakeX sgemm;
-   benchmarks/README.md): at a batch of 8
-   or more they gain 0.94-0.97x (H = 128) to 2-11x, at 2-7 rows 4-12x from
-   H = 256 up but 0.78-0.91x at H = 128.  A batch of one: NumPy's dot
-   (Theano's BLAS interface without blas.ldflags) runs it as a
-   matrix-vector product, which the panels do not beat (per-sentence
-   training lost 6% at H = 128 and 21% at H = 1024 with them). */
+   steps of a batch of that many rows and H units: from 8 rows (about even
+   at H = 128), and from 2 rows at H >= 256; below H = 256 small batches
+   are faster on OpenBLAS's sgemm (one thread, packing included;
+   benchmarks/README.md).
+   A batch of one: NumPy's dot (Theano's BLAS interface without
+   blas.ldflags) runs it as a matrix-vector product, which the panels do
+   not beat (per-sentence training is slower with them). */
 static inline bool lstm_accum_panels_pay(int steps, int batch, int H)
 {
     return steps > 0 && H > 0 && (batch >= 8 || (batch >= 2 && H >= 256));
@@ -404,10 +400,9 @@ static int lstm_accum_team_start(void)
 
 /* Threads for the steps of a batch of that many rows and H units: the
    team from a step of B H^2 >= 2^24 multiply-adds per gate (B = 32 and
-   H = 725) up, one thread below.  Measured (bucket-ids training, batches
-   of 32, two cores): a team of two against one thread gains 1.36x at
-   H = 1024 and nothing at H = 128, 256 or 512, where OpenBLAS's threads,
-   spinning after each of its calls, take the core from ours. */
+   H = 725) up, one thread below.  Below that size a team gains nothing in
+   bucket-ids training (benchmarks/paths.py): OpenBLAS's threads, spinning
+   after each of its calls, take the core from ours. */
 static int lstm_accum_team_for(int batch, int H)
 {
     return (double)batch * H * H >= 16777216.0 ? lstm_accum_team_start() : 1;
@@ -480,4 +475,3 @@ static inline void lstm_accum_share(int H, int width, int rank, int size,
     *j1 = width * *p1 < H ? width * *p1 : H;
 }
 #endif  /* LSTM_ACCUM_PANELS */
-"""

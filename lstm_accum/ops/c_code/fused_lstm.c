@@ -1,0 +1,403 @@
+#section support_code
+
+/* The fused LSTM's loops (FusedLSTM and FusedLSTMGrad, fused_lstm.py), as
+   C++ templates over the value type T (float or double).
+
+   Row-major (C) arrays are handed to the column-major BLAS as their
+   transposes:
+     row-major A (B, G) = h (B, H) . W (H, G)
+     <=> col-major A^T (G, B) = W^T (G, H) . h^T (H, B)  -> gemm('N', 'N')
+   The gate loops take a range of units [j0, j1), so that the threads of
+   the panel path (panels.c) can share a step.
+
+   The panel path: float with AVX-512; double, and float without AVX-512,
+   answer false and use BLAS.  Each thread of the team owns a range of
+   units and computes their columns of every step's product and their
+   gates, with one barrier per step. */
+namespace {
+template <typename T>
+struct lstm_accum_panels {
+    /* false: use BLAS */
+    static bool forward(int, int, int, const T*, const T*, const T*,
+                        const T*, const T*, const T*, const T*, const T*,
+                        T*, T*, T*)
+    {
+        return false;
+    }
+    template <bool AUX>
+    static bool backward(int, int, int, T, const T*, const T*, const T*,
+                         const T*, const T*, const T*, const T*, const T*,
+                         const T*, const T*, T*, T*, T*, T*, T*, T*, T*)
+    {
+        return false;
+    }
+};
+
+#if LSTM_ACCUM_PANELS
+template <>
+struct lstm_accum_panels<float> {
+    static bool forward(int steps, int batch, int H, const float* x,
+                        const float* bias, const float* W, const float* wci,
+                        const float* wcf, const float* wco, const float* c0,
+                        const float* h0, float* hid, float* cell,
+                        float* act);
+    template <bool AUX>
+    static bool backward(int steps, int batch, int H, float clip,
+                         const float* W, const float* wci, const float* wcf,
+                         const float* wco, const float* c0,
+                         const float* cell, const float* act,
+                         const float* dhid, const float* dcell,
+                         const float* dact, float* dx, float* dbias,
+                         float* dwci, float* dwcf, float* dwco, float* dc,
+                         float* dh);
+};
+#endif
+}  // namespace
+
+/* BLAS's gemm for float and for double. */
+static inline void lstm_accum_xgemm(char* ta, char* tb, int* m, int* n,
+                                    int* k, float* alpha, float* a,
+                                    int* lda, float* b, int* ldb,
+                                    float* beta, float* c, int* ldc)
+{
+    sgemm_(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+static inline void lstm_accum_xgemm(char* ta, char* tb, int* m, int* n,
+                                    int* k, double* alpha, double* a,
+                                    int* lda, double* b, int* ldb,
+                                    double* beta, double* c, int* ldc)
+{
+    dgemm_(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+template <typename T>
+static void lstm_accum_gemm(char ta, char tb, int m, int n, int k, T alpha,
+                            T* a, int lda, T* b, int ldb, T beta, T* c,
+                            int ldc)
+{
+    if (m == 0 || n == 0)
+        return;
+    if (k == 0) {
+        /* C = beta * C; only beta in {0, 1} is used here. */
+        if (beta == 0)
+            for (int j = 0; j < n; ++j)
+                memset(c + (size_t)j * ldc, 0, sizeof(T) * m);
+        return;
+    }
+    lstm_accum_xgemm(&ta, &tb, &m, &n, &k, &alpha, a, &lda, b, &ldb, &beta,
+                     c, &ldc);
+}
+
+template <typename T>
+static inline T lstm_accum_sigmoid(T x)
+{
+    return (T)1 / ((T)1 + lstm_accum_exp(-x));
+}
+
+/* One step's gates, cells and outputs for units [j0, j1): a holds
+   h_prev . W on entry and the activations on exit.  noinline: inlined
+   into Theano's large generated function, GCC no longer vectorises the
+   gate loops. */
+template <typename T>
+__attribute__((noinline)) static void lstm_accum_gates_forward(
+    int batch, int H, int j0, int j1, T* a, const T* xt,
+    const T* bias, const T* wci, const T* wcf,
+    const T* wco, const T* c_prev, T* c_out, T* h_out)
+{
+    const int G = 4 * H;
+    for (int b = 0; b < batch; ++b) {
+        T* __restrict__ ab = a + (size_t)b * G;
+        const T* __restrict__ xb = xt + (size_t)b * G;
+        const T* __restrict__ cp = c_prev + (size_t)b * H;
+        T* __restrict__ co = c_out + (size_t)b * H;
+        T* __restrict__ ho = h_out + (size_t)b * H;
+#pragma GCC ivdep
+        for (int j = j0; j < j1; ++j) {
+            T i = lstm_accum_sigmoid(
+                ab[j] + xb[j] + bias[j] + cp[j] * wci[j]);
+            T f = lstm_accum_sigmoid(
+                ab[H + j] + xb[H + j] + bias[H + j] + cp[j] * wcf[j]);
+            T g = lstm_accum_tanh(
+                ab[2 * H + j] + xb[2 * H + j] + bias[2 * H + j]);
+            T os = lstm_accum_sigmoid(
+                ab[3 * H + j] + xb[3 * H + j] + bias[3 * H + j]);
+            T c = f * cp[j] + i * g;
+            co[j] = c;
+            ho[j] = (os + c * wco[j]) * lstm_accum_tanh(c);
+            ab[j] = i;
+            ab[H + j] = f;
+            ab[2 * H + j] = g;
+            ab[3 * H + j] = os;
+        }
+    }
+}
+
+/* One step's gate gradients for units [j0, j1): writes d (the clipped
+   pre-activation gradients), updates dc (in: from step t+1; out: to step
+   t-1) and the sums gci, gcf, gco, gb; reads dh (from step t+1).  AUX: the
+   cost also reaches the cell states (ec) and the gate activations (ea);
+   otherwise those are NULL and the branches go. */
+template <typename T, bool AUX>
+__attribute__((noinline)) static void lstm_accum_gates_backward(
+    int batch, int H, int j0, int j1, T clip, const T* at,
+    const T* c_prev, const T* ct, const T* dht,
+    const T* ect, const T* eat, const T* wci,
+    const T* wcf, const T* wco, T* dc, const T* dh,
+    T* d, T* dwci, T* dwcf, T* dwco, T* dbias)
+{
+    const int G = 4 * H;
+    for (int b = 0; b < batch; ++b) {
+        const T* __restrict__ ab = at + (size_t)b * G;
+        const T* __restrict__ cp = c_prev + (size_t)b * H;
+        const T* __restrict__ cb = ct + (size_t)b * H;
+        const T* __restrict__ dhb = dht + (size_t)b * H;
+        T* __restrict__ dcb = dc + (size_t)b * H;
+        const T* __restrict__ dhn = dh + (size_t)b * H;
+        T* __restrict__ db = d + (size_t)b * G;
+        T* __restrict__ gci = dwci;
+        T* __restrict__ gcf = dwcf;
+        T* __restrict__ gco = dwco;
+        T* __restrict__ gb = dbias;
+        const T* __restrict__ ecb = AUX ? ect + (size_t)b * H : NULL;
+        const T* __restrict__ eab = AUX ? eat + (size_t)b * G : NULL;
+#pragma GCC ivdep
+        for (int j = j0; j < j1; ++j) {
+            T i = ab[j], f = ab[H + j], g = ab[2 * H + j],
+                  os = ab[3 * H + j];
+            T c = cb[j], tc = lstm_accum_tanh(c);
+            T o = os + c * wco[j];
+            T h_grad = dhb[j] + dhn[j];
+            T do_ = h_grad * tc;
+            T c_grad = dcb[j] + h_grad * o * (1 - tc * tc)
+                           + do_ * wco[j];
+            /* upstream gradients of the activations i, f, g, o_s */
+            T gi, gf, gg, go;
+            if (AUX) {
+                c_grad += ecb[j];
+                gi = c_grad * g + eab[j];
+                gf = c_grad * cp[j] + eab[H + j];
+                gg = c_grad * i + eab[2 * H + j];
+                go = do_ + eab[3 * H + j];
+            } else {
+                gi = c_grad * g;
+                gf = c_grad * cp[j];
+                gg = c_grad * i;
+                go = do_;
+            }
+            T d_o = go * os * (1 - os);
+            T d_i = gi * i * (1 - i);
+            T d_f = gf * f * (1 - f);
+            T d_g = gg * (1 - g * g);
+            gco[j] += do_ * c;
+            gci[j] += d_i * cp[j];
+            gcf[j] += d_f * cp[j];
+            dcb[j] = c_grad * f + d_i * wci[j] + d_f * wcf[j];
+            if (clip > 0) {
+                d_i = d_i > clip ? clip : (d_i < -clip ? -clip : d_i);
+                d_f = d_f > clip ? clip : (d_f < -clip ? -clip : d_f);
+                d_g = d_g > clip ? clip : (d_g < -clip ? -clip : d_g);
+                d_o = d_o > clip ? clip : (d_o < -clip ? -clip : d_o);
+            }
+            db[j] = d_i;
+            db[H + j] = d_f;
+            db[2 * H + j] = d_g;
+            db[3 * H + j] = d_o;
+            gb[j] += d_i;
+            gb[H + j] += d_f;
+            gb[2 * H + j] += d_g;
+            gb[3 * H + j] += d_o;
+        }
+    }
+}
+
+template <typename T>
+static void lstm_accum_fused_forward(
+    int steps, int batch, int H, const T* x, const T* bias,
+    T* W,
+    const T* wci, const T* wcf, const T* wco,
+    T* c0, T* h0, T* hid, T* cell, T* act)
+{
+    const int G = 4 * H;
+    const size_t sh = (size_t)batch * H, sg = (size_t)batch * G;
+    if (lstm_accum_panels<T>::forward(steps, batch, H, x, bias, W, wci,
+                                         wcf, wco, c0, h0, hid, cell, act))
+        return;
+    for (int t = 0; t < steps; ++t) {
+        T* h_prev = t ? hid + (t - 1) * sh : h0;
+        const T* c_prev = t ? cell + (t - 1) * sh : c0;
+        T* a = act + t * sg;
+        /* a = h_prev . W */
+        lstm_accum_gemm<T>('N', 'N', G, batch, H, 1, W, G, h_prev, H, 0,
+                              a, G);
+        lstm_accum_gates_forward<T>(batch, H, 0, H, a, x + t * sg, bias,
+                                       wci, wcf, wco, c_prev, cell + t * sh,
+                                       hid + t * sh);
+    }
+}
+
+template <typename T, bool AUX>
+static void lstm_accum_fused_backward(
+    int steps, int batch, int H, T clip, T* W,
+    const T* wci, const T* wcf, const T* wco,
+    const T* c0, T* h0, T* hid, const T* cell,
+    const T* act, const T* dhid, const T* dcell,
+    const T* dact, T* dx, T* dbias, T* dW,
+    T* dwci, T* dwcf, T* dwco, T* dc, T* dh)
+{
+    const int G = 4 * H;
+    const size_t sh = (size_t)batch * H, sg = (size_t)batch * G;
+    /* dc, dh: the gradients flowing into step t from step t+1; at the end
+       those of cell_init and hid_init. */
+    memset(dc, 0, sizeof(T) * sh);
+    memset(dh, 0, sizeof(T) * sh);
+    memset(dwci, 0, sizeof(T) * H);
+    memset(dwcf, 0, sizeof(T) * H);
+    memset(dwco, 0, sizeof(T) * H);
+    memset(dbias, 0, sizeof(T) * G);
+    if (!lstm_accum_panels<T>::template backward<AUX>(
+            steps, batch, H, clip, W, wci, wcf, wco, c0, cell, act, dhid,
+            dcell, dact, dx, dbias, dwci, dwcf, dwco, dc, dh)) {
+        for (int t = steps - 1; t >= 0; --t) {
+            T* d = dx + t * sg;
+            lstm_accum_gates_backward<T, AUX>(
+                batch, H, 0, H, clip, act + t * sg,
+                t ? cell + (t - 1) * sh : c0, cell + t * sh, dhid + t * sh,
+                AUX ? dcell + t * sh : NULL, AUX ? dact + t * sg : NULL,
+                wci, wcf, wco, dc, dh, d, dwci, dwcf, dwco, dbias);
+            /* dh = d . W^T   (col-major: dh^T (H, B) = W (H, G) . d^T) */
+            lstm_accum_gemm<T>('T', 'N', H, batch, G, 1, W, G, d, G, 0,
+                                  dh, H);
+        }
+    }
+    /* dW = Hprev^T . dx with Hprev = [h0; hid[0 .. T-2]]  (T*B, H),
+       one product (col-major: dW^T (G, H) = dx^T (G, TB) . Hprev (TB, H)).
+       Hprev is hid shifted by one step: copied into a scratch buffer so
+       that the product is a single call with beta = 0. */
+    if (steps <= 1) {
+        lstm_accum_gemm<T>('N', 'T', G, H, batch, 1, dx, G, h0, H, 0, dW,
+                              G);
+        return;
+    }
+    T* hprev = (T*)malloc(sizeof(T) * sh * steps);
+    if (!hprev) {
+        lstm_accum_gemm<T>('N', 'T', G, H, batch, 1, dx, G, h0, H, 0, dW,
+                              G);
+        lstm_accum_gemm<T>('N', 'T', G, H, (steps - 1) * batch, 1,
+                              dx + sg, G, hid, H, 1, dW, G);
+        return;
+    }
+    memcpy(hprev, h0, sizeof(T) * sh);
+    memcpy(hprev + sh, hid, sizeof(T) * sh * (steps - 1));
+    lstm_accum_gemm<T>('N', 'T', G, H, steps * batch, 1, dx, G, hprev, H,
+                          0, dW, G);
+    free(hprev);
+}
+
+#if LSTM_ACCUM_PANELS
+struct lstm_accum_forward_args {
+    int steps, batch, H;
+    const float *x, *bias, *W, *wci, *wcf, *wco, *c0, *h0;
+    float *P, *hid, *cell, *act;
+    lstm_accum_barrier barrier;
+};
+
+static void lstm_accum_forward_work(void* p, int rank, int size)
+{
+    lstm_accum_forward_args* a = (lstm_accum_forward_args*)p;
+    const int H = a->H, G = 4 * H, batch = a->batch;
+    const size_t sh = (size_t)batch * H, sg = (size_t)batch * G;
+    int p0, p1, j0, j1, local = 0;
+    lstm_accum_share(H, 8, rank, size, &p0, &p1, &j0, &j1);
+    lstm_accum_pack_gates(H, a->W, a->P, p0, p1);
+    for (int t = 0; t < a->steps; ++t) {
+        const float* h_prev = t ? a->hid + (t - 1) * sh : a->h0;
+        float* act = a->act + t * sg;
+        if (p0 < p1) {
+            lstm_accum_panel_product<true>(batch, H, h_prev, H, a->P, act,
+                                           G, H, p0, p1);
+            lstm_accum_gates_forward<float>(
+                batch, H, j0, j1, act, a->x + t * sg, a->bias, a->wci,
+                a->wcf, a->wco, t ? a->cell + (t - 1) * sh : a->c0,
+                a->cell + t * sh, a->hid + t * sh);
+        }
+        if (t + 1 < a->steps)
+            lstm_accum_barrier_wait(&a->barrier, size, &local);
+    }
+}
+
+bool lstm_accum_panels<float>::forward(
+    int steps, int batch, int H, const float* x, const float* bias,
+    const float* W, const float* wci, const float* wcf, const float* wco,
+    const float* c0, const float* h0, float* hid, float* cell, float* act)
+{
+    if (!lstm_accum_panels_pay(steps, batch, H))
+        return false;
+    float* P = lstm_accum_panel_buffer(lstm_accum_gate_panels_size(H));
+    if (!P)
+        return false;
+    lstm_accum_forward_args a = {steps, batch, H, x, bias, W, wci, wcf,
+                                 wco, c0, h0, P, hid, cell, act, {0, 0}};
+    lstm_accum_team_run(lstm_accum_forward_work, &a,
+                        lstm_accum_team_for(batch, H));
+    return true;
+}
+
+struct lstm_accum_backward_args {
+    int steps, batch, H;
+    float clip;
+    const float *W, *wci, *wcf, *wco, *c0, *cell, *act, *dhid, *dcell,
+        *dact;
+    float *P, *dx, *dbias, *dwci, *dwcf, *dwco, *dc, *dh;
+    lstm_accum_barrier barrier;
+};
+
+template <bool AUX>
+static void lstm_accum_backward_work(void* p, int rank, int size)
+{
+    lstm_accum_backward_args* a = (lstm_accum_backward_args*)p;
+    const int H = a->H, G = 4 * H, batch = a->batch;
+    const size_t sh = (size_t)batch * H, sg = (size_t)batch * G;
+    int q0, q1, j0, j1, local = 0;
+    lstm_accum_share(H, 32, rank, size, &q0, &q1, &j0, &j1);
+    lstm_accum_pack_transposed(H, a->W, a->P, q0, q1);
+    for (int t = a->steps - 1; t >= 0; --t) {
+        float* d = a->dx + t * sg;
+        if (q0 < q1)
+            lstm_accum_gates_backward<float, AUX>(
+                batch, H, j0, j1, a->clip, a->act + t * sg,
+                t ? a->cell + (t - 1) * sh : a->c0, a->cell + t * sh,
+                a->dhid + t * sh, AUX ? a->dcell + t * sh : NULL,
+                AUX ? a->dact + t * sg : NULL, a->wci, a->wcf, a->wco,
+                a->dc, a->dh, d, a->dwci, a->dwcf, a->dwco, a->dbias);
+        /* every unit's d before anyone's dh = d . W^T; dh's columns are
+           the units' own, read by their own gates at step t-1 */
+        lstm_accum_barrier_wait(&a->barrier, size, &local);
+        if (q0 < q1)
+            lstm_accum_panel_product<false>(batch, G, d, G, a->P, a->dh, H,
+                                            H, q0, q1);
+    }
+}
+
+template <bool AUX>
+bool lstm_accum_panels<float>::backward(
+    int steps, int batch, int H, float clip, const float* W,
+    const float* wci, const float* wcf, const float* wco, const float* c0,
+    const float* cell, const float* act, const float* dhid,
+    const float* dcell, const float* dact, float* dx, float* dbias,
+    float* dwci, float* dwcf, float* dwco, float* dc, float* dh)
+{
+    if (!lstm_accum_panels_pay(steps, batch, H))
+        return false;
+    float* P = lstm_accum_panel_buffer(
+        lstm_accum_transposed_panels_size(H));
+    if (!P)
+        return false;
+    lstm_accum_backward_args a = {steps, batch, H, clip, W, wci, wcf, wco,
+                                  c0, cell, act, dhid, dcell, dact, P, dx,
+                                  dbias, dwci, dwcf, dwco, dc, dh, {0, 0}};
+    lstm_accum_team_run(lstm_accum_backward_work<AUX>, &a,
+                        lstm_accum_team_for(batch, H));
+    return true;
+}
+#endif
