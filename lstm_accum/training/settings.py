@@ -45,7 +45,7 @@ class Setting:
     """The one declaration of a setting.
 
     Made by :func:`setting` in a :class:`TrainConfig` field; :data:`SETTINGS`
-    completes it with the field's name, type and default.
+    completes it with the field's name and type.
 
     Parameters
     ----------
@@ -143,7 +143,7 @@ def setting(default, help, **rule):
     -------
     dataclasses.Field
         With the default, and the declaration in ``metadata['setting']``
-        (name, type and default are filled in from the field by
+        (its name and type are filled in from the field by
         :data:`SETTINGS`).
     """
     declared = Setting(name=None, kind=None, default=default, help=help,
