@@ -1,5 +1,6 @@
-"""The settings of a training run are declared once; TrainConfig, the checks,
-the resume rule and the command line are derived from the declarations.
+"""The settings of a training run are declared once, as TrainConfig's
+fields; the checks, the resume rule and the command line are derived from
+the declarations.
 
 The expectations here are written out by hand (today's fields, defaults,
 flags, resumable settings and messages), independently of the declarations
@@ -14,10 +15,11 @@ import pytest
 from lstm_accum import checkpoint as ckpt
 from lstm_accum.backend import lasagne
 from lstm_accum.cli import build_parser, main
-from lstm_accum.cli.arguments import add_settings
+from lstm_accum.cli.arguments import Flag, add_settings
+from lstm_accum.cli.train import LAYOUT, NOT_ON_COMMAND_LINE
 from lstm_accum.exceptions import InputError
-from lstm_accum.training import (CLI_LAYOUT, OPTIMIZERS, RESUMABLE_CHANGES,
-                                 SETTINGS, TrainConfig, update_rule,
+from lstm_accum.training import (OPTIMIZERS, RESUMABLE_CHANGES, SETTINGS,
+                                 TrainConfig, saved_settings, update_rule,
                                  validate_config)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -92,7 +94,21 @@ def test_every_field_is_declared_exactly_once():
     assert [(f.name, f.default) for f in dataclasses.fields(TrainConfig)] \
         == FIELDS
     assert names == [name for name, _ in FIELDS]
+    assert [s.default for s in SETTINGS] == [d for _, d in FIELDS]
     assert TrainConfig.__module__ == "lstm_accum.training.settings"
+
+
+def test_a_reader_finds_the_class_and_its_field_types():
+    import inspect
+    from lstm_accum.training import settings
+    source = inspect.getsource(settings)
+    assert "\nclass TrainConfig:" in source
+    assert "make_dataclass" not in source
+    kinds = {s.name: s.kind for s in SETTINGS}
+    assert kinds["units"] is int and kinds["lr"] is float
+    assert kinds["lowercase"] is bool and kinds["cell"] is str
+    # Optional[int] on the class, an integer (or auto) for the checks
+    assert kinds["valid_every"] is int
 
 
 def test_config_types_and_dict_round_trip():
@@ -112,6 +128,11 @@ def test_from_dict_fills_settings_an_old_checkpoint_lacks():
     config = TrainConfig.from_dict(data)
     assert config.impl == "auto" and config.log_every == 10
     assert config.units == 8
+    # warmup and valid_max came with another behaviour than their default
+    del data["warmup"], data["valid_max"]
+    assert TrainConfig.from_dict(data).warmup == 50
+    config = TrainConfig.from_dict(saved_settings(data))
+    assert (config.warmup, config.valid_max, config.impl) == (0, 0, "auto")
 
 
 def test_from_dict_refuses_unknown_settings():
@@ -126,8 +147,8 @@ def test_the_legacy_checkpoint_config_loads_unchanged():
     # fraction and had no warm-up
     saved = ckpt.load_checkpoint(LEGACY).metadata["config"]
     assert "valid_max" not in saved
-    assert TrainConfig.from_dict(saved).to_dict() == dict(saved, valid_max=0,
-                                                          warmup=0)
+    assert TrainConfig.from_dict(saved_settings(saved)).to_dict() == \
+        dict(saved, valid_max=0, warmup=0)
 
 
 def test_resumable_changes():
@@ -172,7 +193,8 @@ def test_every_flag_maps_to_a_field_with_its_default():
 def test_parsed_defaults_make_the_default_config():
     args = build_parser().parse_args(["train", "c.txt", "--out", "o"])
     config = TrainConfig(**{s.name: getattr(args, s.name)
-                            for s in SETTINGS if s.flag is not None})
+                            for s in SETTINGS
+                            if s.name not in NOT_ON_COMMAND_LINE})
     assert config == TrainConfig(corpus="c.txt", out="o")
     args = build_parser().parse_args(
         ["train", "c.txt", "--out", "o", "--no-lowercase", "--resume",
@@ -195,10 +217,20 @@ def test_help_groups_as_before(capsys):
 
 def test_a_layout_must_place_every_flag_once():
     with pytest.raises(ValueError, match="places"):
-        add_settings(argparse.ArgumentParser(), SETTINGS, CLI_LAYOUT[:-1])
+        add_settings(argparse.ArgumentParser(), SETTINGS, LAYOUT[:-1],
+                     NOT_ON_COMMAND_LINE)
     with pytest.raises(ValueError, match="'grad_clipping'"):
         add_settings(argparse.ArgumentParser(), SETTINGS,
-                     CLI_LAYOUT + (("extra", ("grad_clipping",)),))
+                     LAYOUT + (("extra", (Flag("--grad-clipping"),)),),
+                     NOT_ON_COMMAND_LINE)
+    with pytest.raises(ValueError, match="'colour'"):
+        add_settings(argparse.ArgumentParser(), SETTINGS,
+                     LAYOUT + (("extra", (Flag("--colour"),)),),
+                     NOT_ON_COMMAND_LINE)
+    # a setting neither placed nor left out on purpose
+    with pytest.raises(ValueError, match="places"):
+        add_settings(argparse.ArgumentParser(), SETTINGS, LAYOUT,
+                     NOT_ON_COMMAND_LINE[1:])
 
 
 def test_valid_every_auto_on_the_command_line():

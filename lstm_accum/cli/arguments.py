@@ -1,11 +1,53 @@
 """Command-line arguments: argparse types that refuse a bad value with a
-clear message, and the options derived from declared settings
-(:class:`lstm_accum.training.settings.Setting`)."""
+clear message, and options derived from declared settings
+(:class:`lstm_accum.training.settings.Setting`) placed by a command's
+layout of :class:`Flag` entries."""
 import argparse
 import math
+from dataclasses import dataclass
 
-__all__ = ["int_argument", "number_argument", "add_settings",
+__all__ = ["Flag", "int_argument", "number_argument", "add_settings",
            "given_settings"]
+
+
+@dataclass(frozen=True)
+class Flag:
+    """How a setting appears on the command line: its option, not its
+    meaning (type, choices, range, default and help are the setting's).
+
+    Parameters
+    ----------
+    name : str
+        ``'--vocab-size'``; a name without dashes is a positional argument
+        (it must then be the setting's name).
+    setting : str, optional
+        The setting it sets; by default the name without its leading dashes,
+        ``-`` read as ``_`` (``'--vocab-size'``: ``vocab_size``).
+    aliases : tuple of str
+        Further option strings before ``name`` (``('-n',)``).
+    metavar : str, optional
+        Shown for the value in ``--help`` (argparse's default otherwise).
+    required : bool
+        An option the command cannot do without (``--out``).
+    action : str, optional
+        ``'store_true'`` or ``'store_false'`` for a boolean setting.
+    help : str, optional
+        The flag's own help, where it differs from the setting's (a flag
+        that turns a setting off).
+    """
+    name: str
+    setting: str = None
+    aliases: tuple = ()
+    metavar: str = None
+    required: bool = False
+    action: str = None
+    help: str = None
+
+    @property
+    def dest(self):
+        """The name of the setting this flag sets."""
+        return self.setting or self.name.lstrip("-").replace("-", "_")
+
 
 #: The attribute of the parsed namespace that lists the settings given on
 #: the command line (:func:`given_settings`).
@@ -74,9 +116,8 @@ def number_argument(is_valid, expected):
     return parse
 
 
-def _options(setting):
+def _options(setting, flag):
     """argparse's keyword arguments for a setting's flag."""
-    flag = setting.flag
     options = {"help": flag.help or setting.help}
     if flag.name.startswith("-"):
         options["dest"] = setting.name
@@ -131,45 +172,48 @@ def given_settings(args):
     return frozenset(getattr(args, _GIVEN, ()))
 
 
-def add_settings(parser, settings, layout):
+def add_settings(parser, settings, layout, not_on_command_line=()):
     """Add declared settings to a parser as its options.
 
     Parameters
     ----------
     parser : argparse.ArgumentParser
     settings : sequence of Setting
-        Those with a ``flag`` become options (the others are not on the
-        command line); each option's ``dest`` is the setting's name.
-    layout : sequence of (str or None, tuple of str)
-        Group titles (None: the parser itself) and the setting names in
-        each, in ``--help`` order; a tuple of names inside is a set of
-        mutually exclusive options (see
-        :data:`lstm_accum.training.settings.CLI_LAYOUT`).
+        Every setting of the command; each option's ``dest`` is the
+        setting's name.
+    layout : sequence of (str or None, tuple of Flag)
+        Group titles (None: the parser itself) and the flags in each, in
+        ``--help`` order; a tuple of flags inside is a set of mutually
+        exclusive options (see :data:`lstm_accum.cli.train.LAYOUT`).
+    not_on_command_line : collection of str
+        The settings deliberately left out of the layout.
 
     Raises
     ------
     ValueError
-        When the layout does not place every setting that has a flag exactly
-        once (a programming error, not a user's).
+        When the layout does not place every setting exactly once, apart
+        from ``not_on_command_line`` (a programming error, not a user's).
     """
-    by_name = {s.name: s for s in settings if s.flag is not None}
+    by_name = {s.name: s for s in settings}
     placed = []
-    for title, names in layout:
+    for title, flags in layout:
         group = parser if title is None else parser.add_argument_group(title)
-        for entry in names:
+        for entry in flags:
             target = group
             if isinstance(entry, tuple):
                 target = group.add_mutually_exclusive_group()
             else:
                 entry = (entry,)
-            for name in entry:
-                if name not in by_name:
+            for flag in entry:
+                if flag.dest not in by_name or \
+                        flag.dest in not_on_command_line:
                     raise ValueError("the layout places %r, which is not a "
-                                     "setting with a flag" % name)
-                flag = by_name[name].flag
+                                     "setting of the command line"
+                                     % flag.dest)
                 target.add_argument(*(flag.aliases + (flag.name,)),
-                                    **_options(by_name[name]))
-                placed.append(name)
-    if sorted(placed) != sorted(by_name):
-        raise ValueError("the layout places %s but the settings with flags "
-                         "are %s" % (sorted(placed), sorted(by_name)))
+                                    **_options(by_name[flag.dest], flag))
+                placed.append(flag.dest)
+    wanted = sorted(set(by_name) - set(not_on_command_line))
+    if sorted(placed) != wanted:
+        raise ValueError("the layout places %s but the settings of the "
+                         "command line are %s" % (sorted(placed), wanted))

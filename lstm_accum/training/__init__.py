@@ -9,6 +9,6 @@ may import evaluation, accumulation, models, data, the Theano backend and
 the base modules; only the command line imports it.
 """
 from .settings import (TrainConfig, validate_config, OPTIMIZERS,
-                       RESUMABLE_CHANGES, update_rule, SETTINGS, CLI_LAYOUT)
-from .store import settings_for_resume
+                       RESUMABLE_CHANGES, update_rule, SETTINGS)
+from .store import settings_for_resume, saved_settings
 from .trainer import Trainer, TrainResult, train

@@ -1,83 +1,59 @@
-"""The settings of a training run, each declared once.
+"""The settings of a training run, each declared once, as a field of
+:class:`TrainConfig`.
 
-:data:`SETTINGS` declares every setting exactly once: its name, type,
-default, help (meaning and unit), allowed values or range, whether it may
-differ when a run is resumed, and how it appears on the command line.
-Everything else is derived from those declarations:
+Each field's :func:`setting` declares it: type (the annotation), default,
+help (meaning and unit), allowed values or range, and whether a resumed run
+may change it. Everything else is derived from those declarations:
 
-- :class:`TrainConfig`, the dataclass of one run's settings (the resolved
-  copy is saved in every checkpoint);
+- :data:`SETTINGS`, the declarations in field order (:class:`Setting`);
 - :func:`validate_config`, which refuses the first bad setting with one
   clear message;
 - :data:`RESUMABLE_CHANGES`, the settings a resumed run may change;
-- the options of ``lstm-accum train`` (each setting's :class:`Flag`, placed
-  by :data:`CLI_LAYOUT`; :mod:`lstm_accum.cli.arguments` turns them into
-  argparse options).
+- the options of ``lstm-accum train`` (:mod:`lstm_accum.cli.train` places
+  them in ``--help`` and names their flags; type, choices, range, default
+  and help come from here).
 
-:func:`update_rule` turns the ``optimizer`` setting into a Lasagne update
-rule.
+What a checkpoint written before a setting existed implies is the store's
+business (:mod:`.store`). :func:`update_rule` turns the ``optimizer``
+setting into a Lasagne update rule.
 """
 import dataclasses
 import math
 import os
-from dataclasses import dataclass
+import typing
+from dataclasses import dataclass, field
 
 from ..backend import lasagne
 from ..checks import is_int, is_number
 from ..exceptions import InputError
 
-__all__ = ["Setting", "Flag", "SETTINGS", "CLI_LAYOUT", "TrainConfig",
+__all__ = ["Setting", "setting", "SETTINGS", "TrainConfig",
            "validate_config", "RESUMABLE_CHANGES", "OPTIMIZERS",
-           "update_rule", "saved_settings", "ALWAYS"]
+           "update_rule"]
 
 #: The Lasagne update rules selectable by name.
 OPTIMIZERS = ("adagrad", "sgd", "momentum", "nesterov_momentum", "rmsprop",
               "adadelta", "adam")
 
-
-#: :attr:`Setting.absent` of the settings that every checkpoint records.
-ALWAYS = "always recorded"
-
-
-@dataclass(frozen=True)
-class Flag:
-    """How a setting appears on the command line.
-
-    Parameters
-    ----------
-    name : str
-        ``'--vocab-size'``; a name without dashes is a positional argument
-        (it must then be the setting's name).
-    aliases : tuple of str
-        Further option strings before ``name`` (``('-n',)``).
-    metavar : str, optional
-        Shown for the value in ``--help`` (argparse's default otherwise).
-    required : bool
-        An option the command cannot do without (``--out``).
-    action : str, optional
-        ``'store_true'`` or ``'store_false'`` for a boolean setting.
-    help : str, optional
-        The flag's own help, where it differs from the setting's (a flag
-        that turns a setting off).
-    """
-    name: str
-    aliases: tuple = ()
-    metavar: str = None
-    required: bool = False
-    action: str = None
-    help: str = None
+#: The key of a :class:`TrainConfig` field's metadata that holds its
+#: declaration.
+_KEY = "setting"
 
 
 @dataclass(frozen=True)
 class Setting:
     """The one declaration of a setting.
 
+    Made by :func:`setting` in a :class:`TrainConfig` field; :data:`SETTINGS`
+    completes it with the field's name and type.
+
     Parameters
     ----------
     name : str
         The :class:`TrainConfig` field.
     kind : type
-        ``int``, ``float``, ``bool`` or ``str``.
+        ``int``, ``float``, ``bool`` or ``str`` (an ``Optional[int]`` field
+        is ``int``).
     default : object
         The value when none is given (on the command line too).
     help : str
@@ -96,8 +72,6 @@ class Setting:
         derived for integers, choices and booleans.
     resumable : bool
         Whether a resumed run may change it (paths, run length, display).
-    flag : Flag, optional
-        Its command-line option; None for settings only the Python API sets.
     check : callable, optional
         ``check(value)`` raising :class:`InputError` itself, for the paths
         (instead of the type and range checks).
@@ -105,10 +79,6 @@ class Setting:
         For a number that may be left to the trainer: ``None`` is then a
         valid value (``auto`` on the command line), and this says what it
         does.
-    absent : object, optional
-        The value that a checkpoint written before this setting existed
-        implies (the behaviour of that version); :data:`ALWAYS` for the
-        settings every checkpoint records.
     """
     name: str
     kind: type
@@ -121,10 +91,8 @@ class Setting:
     high_open: bool = False
     expected: str = None
     resumable: bool = False
-    flag: Flag = None
     check: object = None
     auto: str = None
-    absent: object = ALWAYS
 
     def describe(self):
         """What a valid value is, as the error messages say it."""
@@ -155,6 +123,32 @@ class Setting:
         above = value > self.low if self.low_open else value >= self.low
         below = value < self.high if self.high_open else value <= self.high
         return above and below
+
+
+def setting(default, help, **rule):
+    """A :class:`TrainConfig` field that carries its declaration.
+
+    Parameters
+    ----------
+    default : object
+        The field's default.
+    help : str
+        Meaning and unit (``%(default)s`` is the default).
+    **rule
+        The rest of a :class:`Setting`: ``choices``, ``low``, ``high``,
+        ``low_open``, ``high_open``, ``expected``, ``resumable``,
+        ``check``, ``auto``.
+
+    Returns
+    -------
+    dataclasses.Field
+        With the default, and the declaration in ``metadata['setting']``
+        (its name and type are filled in from the field by
+        :data:`SETTINGS`).
+    """
+    declared = Setting(name=None, kind=None, default=default, help=help,
+                       **rule)
+    return field(default=default, metadata={_KEY: declared})
 
 
 def _check_corpus(value):
@@ -193,218 +187,190 @@ VALID_EVERY_RATIO = 10
 #: small too.
 VALID_EVERY_MIN_TOKENS = 100000
 
-#: Every setting of a training run, in :class:`TrainConfig`'s field order.
-SETTINGS = (
-    # -- data ----------------------------------------------------------------
-    Setting("corpus", str, "", "UTF-8 text file, one sentence per line",
-            resumable=True, check=_check_corpus,
-            flag=Flag("corpus", metavar="CORPUS")),
-    Setting("out", str, "runs/lm", "run directory: checkpoint.npz, best.npz, "
-            "metrics.jsonl, curves.png", resumable=True, check=_check_out,
-            flag=Flag("--out", metavar="DIR", required=True)),
-    Setting("vocab_size", int, 2000, "words kept besides <unk> <s> </s> "
-            "(default %(default)s)", low=1, flag=Flag("--vocab-size")),
-    Setting("valid_fraction", float, 0.05, "share of sentences held out for "
-            "validation (default %(default)s)", low=0, high=1, low_open=True,
-            high_open=True, expected="a number strictly between 0 and 1",
-            flag=Flag("--valid-fraction")),
-    Setting("valid_max", int, 2000, "but at most this many sentences (0: no "
-            "cap; default %(default)s)", low=0, absent=0,
-            flag=Flag("--valid-max", metavar="N")),
-    Setting("lowercase", bool, True, "lowercase the text before counting "
-            "words (default %(default)s)",
-            flag=Flag("--no-lowercase", action="store_false",
-                      help="keep the text's case")),
-    Setting("max_length", int, 100, "split longer sentences (words; default "
-            "%(default)s)", low=1, flag=Flag("--max-length")),
-    # -- model ---------------------------------------------------------------
-    Setting("units", int, 256, "hidden units H (default %(default)s)", low=1,
-            flag=Flag("--units")),
-    Setting("layers", int, 1, "stacked recurrent layers (default "
-            "%(default)s)", low=1, flag=Flag("--layers")),
-    Setting("cell", str, "lstm", "recurrent cell (default %(default)s)",
-            choices=("lstm", "gru"), flag=Flag("--cell")),
-    Setting("input", str, "ids", "one-hot vectors as in the original "
-            "question, or word ids with a row lookup (same maths, faster; "
-            "default %(default)s)", choices=("onehot", "ids"),
-            flag=Flag("--input")),
-    Setting("dropout", float, 0.0, "dropout after each recurrent layer "
-            "(default %(default)s)", low=0, high=1, high_open=True,
-            expected="a number in [0, 1)", flag=Flag("--dropout")),
-    Setting("grad_clipping", float, 5.0, "Lasagne's per-step gradient "
-            "clipping (0: off; default %(default)s)", low=0,
-            expected="a finite number >= 0 (0 disables it)"),
-    Setting("impl", str, "auto", "LSTM layers as one fused C operation on "
-            "the CPU ('auto': when the configuration allows, else Lasagne's "
-            "scan; 'scan': always Lasagne's scan; same numbers; default "
-            "%(default)s)", choices=("auto", "fused", "scan"), resumable=True,
-            flag=Flag("--impl")),
-    # -- batching and accumulation -------------------------------------------
-    Setting("batching", str, "bucket", "sample: one sentence per call (the "
-            "question); bucket: equal-length minibatches, no mask; mask: "
-            "padded minibatches (default %(default)s)",
-            choices=("sample", "bucket", "mask"), flag=Flag("--batching")),
-    Setting("batch_size", int, 32, "sentences per minibatch for bucket/mask "
-            "(default %(default)s)", low=1, flag=Flag("--batch-size")),
-    Setting("accumulate", int, 32, "sentences per update (default "
-            "%(default)s)", low=1, flag=Flag("--accumulate", metavar="N")),
-    Setting("accumulate_tokens", int, 0, "instead: at least T target tokens "
-            "per update", low=0,
-            flag=Flag("--accumulate-tokens", metavar="T")),
-    Setting("normalize", str, "samples", "divide the summed gradient by the "
-            "window's sentences or target tokens (default %(default)s)",
-            choices=("samples", "tokens", "sum"), flag=Flag("--normalize")),
-    Setting("partial_window", str, "apply", "at epoch end, a window that is "
-            "not full is applied with its true count, dropped, or carried "
-            "into the next epoch (default %(default)s)",
-            choices=("apply", "drop", "carry"),
-            flag=Flag("--partial-window")),
-    # -- optimizer -----------------------------------------------------------
-    Setting("optimizer", str, "adam", "Lasagne update rule (default "
-            "%(default)s)", choices=OPTIMIZERS, flag=Flag("--optimizer")),
-    Setting("lr", float, 0.015, "learning rate (default %(default)s, for "
-            "adam; adagrad wants about 0.05)", low=0,
-            low_open=True, expected="a finite number > 0 (e.g. 0.01)",
-            flag=Flag("--lr")),
-    Setting("warmup", int, WARMUP, "raise the learning rate linearly over "
-            "the first N updates (0: none; default %(default)s)", low=0,
-            absent=0, flag=Flag("--warmup", metavar="N")),
-    Setting("max_norm", float, 0.0, "clip the averaged gradient to this "
-            "total norm (0: off; default %(default)s)", low=0,
-            expected="a finite number >= 0 (0 disables it)",
-            flag=Flag("--max-norm")),
-    Setting("max_bad_windows", int, 5, "stop after this many consecutive "
-            "non-finite windows (default %(default)s)", low=1,
-            flag=Flag("--max-bad-windows")),
-    # -- schedule ------------------------------------------------------------
-    Setting("epochs", int, 10, "passes over the training data (default "
-            "%(default)s)", low=1, resumable=True, flag=Flag("--epochs")),
-    Setting("max_updates", int, 0, "stop after this many updates (0: no "
-            "limit)", low=0, resumable=True, flag=Flag("--max-updates")),
-    Setting("valid_every", int, None, "validate every this many updates, and "
-            "at each epoch end (0: epoch ends only; default auto: each time "
-            "the model has trained on max(%d x the validation tokens, %d) "
-            "tokens since the last validation, and at the end)"
-            % (VALID_EVERY_RATIO, VALID_EVERY_MIN_TOKENS), low=0,
-            auto="validate by tokens trained", flag=Flag("--valid-every")),
-    Setting("lr_decay", float, 0.5, "learning-rate factor when validation "
-            "does not improve (default %(default)s)", low=0, high=1,
-            low_open=True, expected="a number in (0, 1]",
-            flag=Flag("--lr-decay")),
-    Setting("min_improvement", float, 0.0, "relative perplexity gain that "
-            "counts as an improvement (default %(default)s)", low=0, high=1,
-            high_open=True, expected="a number in [0, 1)"),
-    Setting("patience", int, 3, "stop at the N-th validation in a row "
-            "without improvement; each one before it decays the learning "
-            "rate, so N-1 decays (0: never stop; default %(default)s)",
-            low=0, resumable=True,
-            flag=Flag("--patience")),
-    # -- run -----------------------------------------------------------------
-    Setting("seed", int, 1, "weights, split, minibatch order (default "
-            "%(default)s)", low=0, flag=Flag("--seed")),
-    Setting("float64", bool, False, "build the model in float64 (default: "
-            "Theano's floatX, float32 unless THEANO_FLAGS says otherwise)",
-            flag=Flag("--float64", action="store_true")),
-    Setting("resume", bool, False, "continue the run in --out from its "
-            "checkpoint.npz (bit-identical to not stopping)", resumable=True,
-            flag=Flag("--resume", action="store_true")),
-    Setting("progress", str, "auto", "progress bar (auto: when stderr is a "
-            "terminal)", choices=_CHOICES_ON_OFF, resumable=True,
-            flag=Flag("--progress")),
-    Setting("log_every", int, 10, "without a progress bar: one log line per "
-            "this many updates (0: none; default %(default)s)", low=0,
-            resumable=True),
-    Setting("distributed", str, "auto", "data-parallel over MPI: auto (on "
-            "when started by 'mpirun -n K' with K > 1), on (needs mpi4py + "
-            "Open MPI), off (default %(default)s)", choices=_CHOICES_ON_OFF,
-            resumable=True, flag=Flag("--distributed")),
-)
 
-#: Where the options of ``lstm-accum train`` appear in ``--help``: (group
-#: title or None for the command's own arguments, setting names in order; a
-#: tuple of names is a set of mutually exclusive options).
-CLI_LAYOUT = (
-    (None, ("corpus", "out")),
-    ("data", ("vocab_size", "valid_fraction", "valid_max", "max_length",
-              "lowercase")),
-    ("model", ("units", "layers", "cell", "input", "impl", "dropout")),
-    ("batching and gradient accumulation",
-     ("batching", "batch_size", ("accumulate", "accumulate_tokens"),
-      "normalize", "partial_window")),
-    ("optimizer and schedule",
-     ("optimizer", "lr", "warmup", "max_norm", "epochs", "max_updates", "valid_every",
-      "patience", "lr_decay", "max_bad_windows")),
-    ("run", ("seed", "resume", "float64", "distributed", "progress")),
-)
+@dataclass
+class TrainConfig:
+    """Every setting of a training run; saved, resolved, in each checkpoint.
+
+    Each field is declared once, by its :func:`setting`: default, help
+    (meaning and unit), allowed values or range, and ``resumable=True``
+    when a resumed run may change it. The command line, the checks
+    (:func:`validate_config`) and the resume rule (:data:`RESUMABLE_CHANGES`)
+    are derived from these declarations.
+
+    Examples
+    --------
+    >>> TrainConfig(units=512).units, TrainConfig().accumulate
+    (512, 32)
+    """
+    # -- data ----------------------------------------------------------------
+    corpus: str = setting(
+        "", "UTF-8 text file, one sentence per line", resumable=True,
+        check=_check_corpus)
+    out: str = setting(
+        "runs/lm", "run directory: checkpoint.npz, best.npz, metrics.jsonl, "
+        "curves.png", resumable=True, check=_check_out)
+    vocab_size: int = setting(
+        2000, "words kept besides <unk> <s> </s> (default %(default)s)",
+        low=1)
+    valid_fraction: float = setting(
+        0.05, "share of sentences held out for validation (default "
+        "%(default)s)", low=0, high=1, low_open=True, high_open=True,
+        expected="a number strictly between 0 and 1")
+    valid_max: int = setting(
+        2000, "but at most this many sentences (0: no cap; default "
+        "%(default)s)", low=0)
+    lowercase: bool = setting(
+        True, "lowercase the text before counting words (default "
+        "%(default)s)")
+    max_length: int = setting(
+        100, "split longer sentences (words; default %(default)s)", low=1)
+    # -- model ---------------------------------------------------------------
+    units: int = setting(256, "hidden units H (default %(default)s)", low=1)
+    layers: int = setting(
+        1, "stacked recurrent layers (default %(default)s)", low=1)
+    cell: str = setting(
+        "lstm", "recurrent cell (default %(default)s)",
+        choices=("lstm", "gru"))
+    input: str = setting(
+        "ids", "one-hot vectors as in the original question, or word ids "
+        "with a row lookup (same maths, faster; default %(default)s)",
+        choices=("onehot", "ids"))
+    dropout: float = setting(
+        0.0, "dropout after each recurrent layer (default %(default)s)",
+        low=0, high=1, high_open=True, expected="a number in [0, 1)")
+    grad_clipping: float = setting(
+        5.0, "Lasagne's per-step gradient clipping (0: off; default "
+        "%(default)s)", low=0,
+        expected="a finite number >= 0 (0 disables it)")
+    impl: str = setting(
+        "auto", "LSTM layers as one fused C operation on the CPU ('auto': "
+        "when the configuration allows, else Lasagne's scan; 'scan': always "
+        "Lasagne's scan; same numbers; default %(default)s)",
+        choices=("auto", "fused", "scan"), resumable=True)
+    # -- batching and accumulation -------------------------------------------
+    batching: str = setting(
+        "bucket", "sample: one sentence per call (the question); bucket: "
+        "equal-length minibatches, no mask; mask: padded minibatches "
+        "(default %(default)s)", choices=("sample", "bucket", "mask"))
+    batch_size: int = setting(
+        32, "sentences per minibatch for bucket/mask (default %(default)s)",
+        low=1)
+    accumulate: int = setting(
+        32, "sentences per update (default %(default)s)", low=1)
+    accumulate_tokens: int = setting(
+        0, "instead: at least T target tokens per update", low=0)
+    normalize: str = setting(
+        "samples", "divide the summed gradient by the window's sentences or "
+        "target tokens (default %(default)s)",
+        choices=("samples", "tokens", "sum"))
+    partial_window: str = setting(
+        "apply", "at epoch end, a window that is not full is applied with "
+        "its true count, dropped, or carried into the next epoch (default "
+        "%(default)s)", choices=("apply", "drop", "carry"))
+    # -- optimizer -----------------------------------------------------------
+    optimizer: str = setting(
+        "adam", "Lasagne update rule (default %(default)s)",
+        choices=OPTIMIZERS)
+    lr: float = setting(
+        0.015, "learning rate (default %(default)s, for adam; adagrad wants "
+        "about 0.05)", low=0, low_open=True,
+        expected="a finite number > 0 (e.g. 0.01)")
+    warmup: int = setting(
+        WARMUP, "raise the learning rate linearly over the first N updates "
+        "(0: none; default %(default)s)", low=0)
+    max_norm: float = setting(
+        0.0, "clip the averaged gradient to this total norm (0: off; "
+        "default %(default)s)", low=0,
+        expected="a finite number >= 0 (0 disables it)")
+    max_bad_windows: int = setting(
+        5, "stop after this many consecutive non-finite windows (default "
+        "%(default)s)", low=1)
+    # -- schedule ------------------------------------------------------------
+    epochs: int = setting(
+        10, "passes over the training data (default %(default)s)", low=1,
+        resumable=True)
+    max_updates: int = setting(
+        0, "stop after this many updates (0: no limit)", low=0,
+        resumable=True)
+    valid_every: typing.Optional[int] = setting(
+        None, "validate every this many updates, and at each epoch end (0: "
+        "epoch ends only; default auto: each time the model has trained on "
+        "max(%d x the validation tokens, %d) tokens since the last "
+        "validation, and at the end)"
+        % (VALID_EVERY_RATIO, VALID_EVERY_MIN_TOKENS), low=0,
+        auto="validate by tokens trained")
+    lr_decay: float = setting(
+        0.5, "learning-rate factor when validation does not improve "
+        "(default %(default)s)", low=0, high=1, low_open=True,
+        expected="a number in (0, 1]")
+    min_improvement: float = setting(
+        0.0, "relative perplexity gain that counts as an improvement "
+        "(default %(default)s)", low=0, high=1, high_open=True,
+        expected="a number in [0, 1)")
+    patience: int = setting(
+        3, "stop at the N-th validation in a row without improvement; each "
+        "one before it decays the learning rate, so N-1 decays (0: never "
+        "stop; default %(default)s)", low=0, resumable=True)
+    # -- run -----------------------------------------------------------------
+    seed: int = setting(
+        1, "weights, split, minibatch order (default %(default)s)", low=0)
+    float64: bool = setting(
+        False, "build the model in float64 (default: Theano's floatX, "
+        "float32 unless THEANO_FLAGS says otherwise)")
+    resume: bool = setting(
+        False, "continue the run in --out from its checkpoint.npz "
+        "(bit-identical to not stopping)", resumable=True)
+    progress: str = setting(
+        "auto", "progress bar (auto: when stderr is a terminal)",
+        choices=_CHOICES_ON_OFF, resumable=True)
+    log_every: int = setting(
+        10, "without a progress bar: one log line per this many updates "
+        "(0: none; default %(default)s)", low=0, resumable=True)
+    distributed: str = setting(
+        "auto", "data-parallel over MPI: auto (on when started by 'mpirun "
+        "-n K' with K > 1), on (needs mpi4py + Open MPI), off (default "
+        "%(default)s)", choices=_CHOICES_ON_OFF, resumable=True)
+
+    def to_dict(self):
+        """The configuration as a plain dict (JSON-serialisable)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data):
+        """Inverse of :meth:`to_dict`: unknown keys are refused, missing
+        ones take their defaults.
+
+        For the settings saved in a checkpoint, use
+        :func:`lstm_accum.training.store.saved_settings` first: it fills in
+        what a checkpoint older than a setting implies.
+
+        Raises
+        ------
+        InputError
+            For a key that is not a setting.
+        """
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(data) - set(names))
+        if unknown:
+            raise InputError("unknown training settings %s; known: %s"
+                             % (unknown, sorted(names)))
+        return cls(**data)
+
+
+def _declaration(f):
+    """The :class:`Setting` of a :class:`TrainConfig` field."""
+    kind = f.type
+    if typing.get_origin(kind) is typing.Union:        # Optional[int]
+        kind, = [t for t in typing.get_args(kind) if t is not type(None)]
+    return dataclasses.replace(f.metadata[_KEY], name=f.name, kind=kind)
+
+
+#: Every setting's declaration, in :class:`TrainConfig`'s field order.
+SETTINGS = tuple(_declaration(f) for f in dataclasses.fields(TrainConfig))
 
 #: Settings that may differ between a checkpoint and the run resuming it.
 RESUMABLE_CHANGES = tuple(s.name for s in SETTINGS if s.resumable)
-
-
-def _to_dict(self):
-    """The configuration as a plain dict (JSON-serialisable)."""
-    return dataclasses.asdict(self)
-
-
-def _from_dict(cls, data):
-    """Inverse of :meth:`to_dict`; unknown keys are refused, missing ones
-    take the value a checkpoint older than the setting implies
-    (:attr:`Setting.absent`; their defaults for the settings every version
-    recorded).
-
-    Raises
-    ------
-    InputError
-        For a key that is not a setting.
-    """
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise InputError("unknown training settings %s; known: %s"
-                         % (unknown, sorted(names)))
-    return cls(**saved_settings(data))
-
-
-def saved_settings(config):
-    """A checkpoint's settings with those it predates filled in.
-
-    Parameters
-    ----------
-    config : dict
-        ``metadata['config']`` of a checkpoint.
-
-    Returns
-    -------
-    dict
-        A copy, plus :attr:`Setting.absent` for each setting added after
-        that checkpoint was written (its version behaved that way).
-    """
-    filled = dict(config)
-    for s in SETTINGS:
-        if s.name not in filled and s.absent is not ALWAYS:
-            filled[s.name] = s.absent
-    return filled
-
-
-def _config_doc():
-    lines = ["Every setting of a training run; saved, resolved, in each "
-             "checkpoint.", "",
-             "Derived from :data:`SETTINGS` (one declaration per setting).",
-             "", "Parameters", "----------"]
-    for s in SETTINGS:
-        lines.append("%s : %s" % (s.name, s.kind.__name__))
-        lines.append("    " + s.help % {"default": s.default})
-    return "\n".join(lines)
-
-
-TrainConfig = dataclasses.make_dataclass(
-    "TrainConfig",
-    [(s.name, s.kind, dataclasses.field(default=s.default))
-     for s in SETTINGS],
-    namespace={"to_dict": _to_dict,
-               "from_dict": classmethod(_from_dict),
-               "__doc__": _config_doc()})
-TrainConfig.__module__ = __name__
 
 
 def validate_config(config):

@@ -4,8 +4,9 @@ The store owns the run directory's ``checkpoint.npz`` (the latest) and
 ``best.npz`` (a copy of the best so far), the choice made at start-up
 (resume, start fresh, or refuse to overwrite), the resume identity (the
 settings, corpus and float type that must agree between a checkpoint and
-the run resuming it), the arrays a checkpoint holds and their restore. The
-file format itself is :mod:`lstm_accum.checkpoint`.
+the run resuming it), what a checkpoint older than a setting implies
+(:data:`ABSENT_FROM_OLD_CHECKPOINTS`), the arrays a checkpoint holds and
+their restore. The file format itself is :mod:`lstm_accum.checkpoint`.
 
 Array keys: ``model/<param>``, ``acc/<accumulator state key>``,
 ``rng/<i>.<layer>/rstate`` and ``rng/<i>.<layer>/<j>`` (dropout streams),
@@ -20,11 +21,41 @@ from ..data import Vocabulary
 from ..exceptions import CheckpointError, IncompatibleStateError, InputError
 from .pause import pause_point
 from .run_state import RunState
-from .settings import RESUMABLE_CHANGES, SETTINGS, saved_settings
+from .settings import RESUMABLE_CHANGES, SETTINGS
 from ..version import __version__
 
 __all__ = ["CheckpointStore", "run_identity", "state_arrays",
-           "checkpoint_metadata", "restore_state", "settings_for_resume"]
+           "checkpoint_metadata", "restore_state", "settings_for_resume",
+           "saved_settings", "ABSENT_FROM_OLD_CHECKPOINTS"]
+
+#: Settings added after the first checkpoints were written, and the value
+#: a checkpoint without them implies (how its version behaved): it held out
+#: its whole validation fraction and had no warm-up. A setting added later
+#: with a new behaviour belongs here; one whose default reproduces the old
+#: behaviour does not (a missing setting takes its default).
+ABSENT_FROM_OLD_CHECKPOINTS = {"valid_max": 0, "warmup": 0}
+
+
+def saved_settings(config):
+    """A checkpoint's settings with those it predates filled in.
+
+    Parameters
+    ----------
+    config : dict
+        ``metadata['config']`` of a checkpoint.
+
+    Returns
+    -------
+    dict
+        A copy, plus the value of :data:`ABSENT_FROM_OLD_CHECKPOINTS` for
+        each setting there that the checkpoint lacks (give it to
+        :meth:`~lstm_accum.training.TrainConfig.from_dict` for the run's
+        configuration).
+    """
+    filled = dict(config)
+    for name, value in ABSENT_FROM_OLD_CHECKPOINTS.items():
+        filled.setdefault(name, value)
+    return filled
 
 
 def settings_for_resume(values, given):
