@@ -1,6 +1,6 @@
 """What every ``lstm-accum`` subcommand shares: the program's name, its exit
 statuses, printing a line, checking that an input file exists, and the
-CHECKPOINT argument of eval and sample."""
+CHECKPOINT argument of eval, score and sample."""
 import os
 
 from ..exceptions import InputError
@@ -23,8 +23,8 @@ def say(line):
 
 
 def add_checkpoint_argument(parser):
-    """Add the positional CHECKPOINT (``args.checkpoint``) of eval and
-    sample."""
+    """Add the positional CHECKPOINT (``args.checkpoint``) of eval, score
+    and sample."""
     parser.add_argument("checkpoint", metavar="CHECKPOINT",
                         help="checkpoint.npz or best.npz of a run")
 

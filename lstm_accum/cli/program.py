@@ -2,7 +2,8 @@
 entry point.
 
 Each subcommand is a module with ``add_arguments(parser)`` and
-``run(args)`` (:mod:`.train`, :mod:`.evaluate`, :mod:`.sample`). A user
+``run(args)`` (:mod:`.train`, :mod:`.evaluate`, :mod:`.score`,
+:mod:`.sample`). A user
 error -- a missing file, a bad value, a damaged checkpoint or one of another
 model -- prints one line on stderr and exits with status 2, without a
 traceback, before anything is written.
@@ -19,14 +20,14 @@ from ..accumulation import exit_all
 from ..backend import openblas
 from ..exceptions import (CheckpointError, IncompatibleStateError, InputError,
                           LstmAccumError, NonFiniteError)
-from . import evaluate, sample, train
+from . import evaluate, sample, score, train
 from .common import (EXIT_INTERRUPTED, EXIT_NON_FINITE, EXIT_USER_ERROR, PROG,
                      one_line)
 
 __all__ = ["main", "console_main", "build_parser", "COMMANDS"]
 
 #: The subcommands, in ``--help`` order.
-COMMANDS = (train, evaluate, sample)
+COMMANDS = (train, evaluate, score, sample)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -47,7 +48,7 @@ def build_parser():
     """
     parser = OneLineParser(
         prog=PROG,
-        description="Train, evaluate and sample word-level LSTM language "
+        description="Train, evaluate, score with and sample word-level LSTM language "
                     "models whose gradients are accumulated on the device "
                     "over windows of sentences (Theano/Lasagne).",
         epilog="Exit status: 0 ok, 2 user error, 3 non-finite training "
