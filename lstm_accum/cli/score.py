@@ -8,7 +8,7 @@ one output line (``sentence-scores``, ``word-scores``), in input order.
 """
 from ..data import read_lines
 from ..evaluation import score_sentences
-from ..evaluation.sentences import LOG_BASES, UNK_CONVENTIONS
+from ..evaluation.sentences import BATCH_SIZE, LOG_BASES, UNK_CONVENTIONS
 from ..models import load_model
 from .arguments import int_argument
 from .common import add_checkpoint_argument, check_file, say
@@ -54,7 +54,8 @@ def add_arguments(parser):
                              "they are not scored and count as OOVs, as "
                              "SRILM does (shown as OOV in word-scores) "
                              "(default %(default)s)")
-    parser.add_argument("--batch-size", type=int_argument(1), default=128,
+    parser.add_argument("--batch-size", type=int_argument(1),
+                        default=BATCH_SIZE,
                         help="most sentences per compiled call (default "
                              "%(default)s)")
 
