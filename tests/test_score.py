@@ -244,3 +244,20 @@ def test_missing_checkpoint_is_one_line_and_status_2(tmp_path, capsys):
     assert status == 2 and out == []
     assert err == ("lstm-accum score: error: checkpoint %s does not exist "
                    "(or is not a file)\n" % (tmp_path / "none.npz"))
+
+
+def test_closed_output_pipe_ends_quietly(trained, tmp_path):
+    # `lstm-accum score ... | head -1`: no traceback, status 141 (SIGPIPE's)
+    import subprocess
+    import sys
+    text = tmp_path / "many.txt"
+    text.write_text("the cat sees a dog\n" * 20000, encoding="utf-8")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lstm_accum.cli", "score", trained[0],
+         str(text), "--output", "word-scores"], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE)
+    first = proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == 141
+    assert first.startswith(b"the ") and "Traceback" not in err

@@ -11,9 +11,11 @@ traceback, before anything is written.
 Exit statuses: 0 success; 2 user error (bad argument, input file or
 checkpoint); 3 training stopped by too many non-finite windows (the last good
 checkpoint is kept); 130 interrupted by Ctrl-C (a checkpoint was saved;
-continue with ``--resume``).
+continue with ``--resume``); 141 the reader of the output went away
+(``lstm-accum score ... | head``), as for a command killed by SIGPIPE.
 """
 import argparse
+import os
 import sys
 
 from ..accumulation import exit_all
@@ -21,8 +23,8 @@ from ..backend import openblas
 from ..exceptions import (CheckpointError, IncompatibleStateError, InputError,
                           LstmAccumError, NonFiniteError)
 from . import evaluate, sample, score, train
-from .common import (EXIT_INTERRUPTED, EXIT_NON_FINITE, EXIT_USER_ERROR, PROG,
-                     one_line)
+from .common import (EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_NON_FINITE,
+                     EXIT_USER_ERROR, PROG, one_line)
 
 __all__ = ["main", "console_main", "build_parser", "COMMANDS"]
 
@@ -52,7 +54,8 @@ def build_parser():
                     "models whose gradients are accumulated on the device "
                     "over windows of sentences (Theano/Lasagne).",
         epilog="Exit status: 0 ok, 2 user error, 3 non-finite training "
-               "stopped, 130 interrupted (resume with --resume).")
+               "stopped, 130 interrupted (resume with --resume), 141 "
+               "output pipe closed.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND",
                                 parser_class=OneLineParser)
     sub.required = True
@@ -103,6 +106,11 @@ def main(argv=None):
         sys.stdout.flush()
         sys.stderr.write(prefix + "aborted\n")
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # Stop quietly; stdout goes to /dev/null so that Python's final
+        # flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 def console_main():
