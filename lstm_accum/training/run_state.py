@@ -58,6 +58,25 @@ class RunState:
         self.window_samples = 0
         self.window_tokens = 0
 
+    def saved_validation(self, perplexity):
+        """Note a validation whose parameters are being checkpointed.
+
+        ``best.npz`` follows the best of them, the report-only validation
+        at ``max_updates`` included.
+
+        Returns
+        -------
+        bool
+            True when ``perplexity`` is the lowest so far (then it is the
+            new ``best_saved_perplexity``, and ``best.npz`` is to be
+            written).
+        """
+        if (self.best_saved_perplexity is not None
+                and not perplexity < self.best_saved_perplexity):
+            return False
+        self.best_saved_perplexity = perplexity
+        return True
+
     def to_dict(self, learning_rate):
         """The ``'counters'`` metadata of a checkpoint.
 

@@ -411,13 +411,7 @@ class Trainer(object):
                                    self.acc.get_learning_rate())
         self.reporter.write(record)
         if self._last_applied and math.isfinite(ppl):
-            # best.npz follows the best checkpointed validation, the
-            # report-only one at max_updates included.
-            best = (s.best_saved_perplexity is None
-                    or ppl < s.best_saved_perplexity)
-            if best:
-                s.best_saved_perplexity = ppl
-            self.save_checkpoint(best=best)
+            self.save_checkpoint(best=s.saved_validation(ppl))
         else:   # parameters after a non-finite window: keep the last good
             note += "; not checkpointed (non-finite)"
         self.reporter.plot(len(self.vocab))
