@@ -22,6 +22,7 @@ The public API (everything else stays importable from its own part, e.g.
   :func:`encode_file`, :func:`split_corpus`, :func:`plan_epoch`,
   :func:`make_batch`;
 - evaluation and generation: :func:`perplexity`, :func:`unigram_perplexity`,
+  :func:`score_sentences` (each sentence's and word's log-probability),
   :func:`sample_sentences`;
 - training: :class:`TrainConfig`, :func:`train`, :class:`Trainer` (and the
   ``lstm-accum`` command line);
@@ -36,7 +37,8 @@ from .accumulation import (GradientAccumulator, window_variables,
 from .data import (Vocabulary, prepare_corpus, encode_file, split_corpus,
                    plan_epoch, make_batch)
 from .models import build_model, LanguageModel, FusedLSTMLayer, load_model
-from .evaluation import perplexity, unigram_perplexity, sample_sentences
+from .evaluation import (perplexity, unigram_perplexity, score_sentences,
+                         sample_sentences)
 from .training import TrainConfig, Trainer, train
 from .version import __version__  # noqa: F401
 
@@ -46,7 +48,8 @@ __all__ = [
     "build_model", "LanguageModel", "FusedLSTMLayer", "load_model",
     "Vocabulary", "prepare_corpus", "encode_file", "split_corpus",
     "plan_epoch", "make_batch",
-    "perplexity", "unigram_perplexity", "sample_sentences",
+    "perplexity", "unigram_perplexity", "score_sentences",
+    "sample_sentences",
     "TrainConfig", "train", "Trainer",
     "LstmAccumError", "InputError", "NonFiniteError",
     "IncompatibleStateError", "CheckpointError",

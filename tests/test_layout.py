@@ -213,6 +213,10 @@ def test_each_part_says_what_it_owns(trees):
 
 def test_public_api_fits_a_screen():
     import lstm_accum
+    # 28 today: the accumulator, its functional form (accumulate_updates,
+    # apply_updates, averaged_gradients, window_variables), the models,
+    # the data pipeline, evaluation (perplexity, score_sentences...),
+    # training and the exceptions
     assert 15 <= len(lstm_accum.__all__) <= 30, lstm_accum.__all__
     for name in lstm_accum.__all__:
         assert hasattr(lstm_accum, name), name

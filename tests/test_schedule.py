@@ -100,3 +100,40 @@ def test_min_improvement_is_relative():
     assert not schedule.decide(state, 90.5, 1.0).improved   # 9.5% < 10%
     assert schedule.decide(state, 89.9, 0.5).improved        # > 10%
     assert state.best_perplexity == 89.9 and state.bad_validations == 0
+
+
+def _model_arrays(path):
+    saved = load_checkpoint(path)
+    return saved.metadata["counters"]["update"], {
+        k: v for k, v in saved.arrays.items() if k.startswith("model/")}
+
+
+@pytest.mark.parametrize("values, best_update", [
+    ([50.0, 45.0, 40.0], 5),     # the report-only validation at 5 is best
+    ([50.0, 45.0, 48.0], 4),     # it is worse: best.npz keeps update 4's
+])
+def test_best_npz_follows_the_final_validation(corpus, tmp_path, monkeypatch,
+                                               values, best_update):
+    # scheduled validations at updates 2 and 4, the report-only one at 5
+    monkeypatch.setattr(trainer_module, "perplexity", forced(values))
+    out = tmp_path / "run"
+    result = Trainer(tiny_config(corpus, out, valid_every=2, max_updates=5,
+                                 epochs=50), log=lambda line: None).run()
+    assert result.status == "max_updates" and result.updates == 5
+    assert result.best_perplexity == min(values)
+    update, best = _model_arrays(str(out / "best.npz"))
+    _, final = _model_arrays(str(out / "checkpoint.npz"))
+    assert update == best_update
+    same = all((best[k] == final[k]).all() for k in final)
+    assert same == (best_update == 5)
+
+
+def test_best_npz_written_by_a_lone_final_validation(corpus, tmp_path,
+                                                     monkeypatch):
+    monkeypatch.setattr(trainer_module, "perplexity", forced([30.0]))
+    out = tmp_path / "run"
+    result = Trainer(tiny_config(corpus, out, valid_every=100,
+                                 max_updates=3, epochs=50),
+                     log=lambda line: None).run()
+    assert result.best_perplexity == 30.0
+    assert _model_arrays(str(out / "best.npz"))[0] == 3

@@ -148,7 +148,7 @@ def test_outputs_records_and_falling_loss(shared):
     with open(os.path.join(shared.out, "curves.png"), "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     best = ckpt.load_checkpoint(os.path.join(shared.out, "best.npz"))
-    assert best.metadata["counters"]["best_perplexity"] == \
+    assert best.metadata["counters"]["best_saved_perplexity"] == \
         result.best_perplexity
     final = shared.final
     assert final.metadata["counters"]["update"] == result.updates

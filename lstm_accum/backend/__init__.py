@@ -3,10 +3,13 @@
 This part owns everything that must happen around ``import theano``: the
 configuration defaults that never override the user (:mod:`.flags`), the
 fixes that make Theano and Lasagne run on Python 3.11 and 3.12 with NumPy
-1.2x (:mod:`.patches`), the compiled scan loop (:mod:`.scan_loop`) and
-OpenBLAS's kernel choice (:mod:`.openblas`); it exports ``theano``, ``T``,
-``lasagne``, ``floatX`` and :func:`describe`, so the rest of the package
-writes ``from ..backend import theano, T, lasagne``.  It may import only
+1.2x (:mod:`.patches`), the compiled scan loop (:mod:`.scan_loop`),
+OpenBLAS's kernel choice (:mod:`.openblas`) and the fixes of Theano's GPU
+backend for devices that are not CUDA (:mod:`.opencl`); it exports
+``theano``, ``T``, ``lasagne``, ``floatX``, :func:`describe` and
+:func:`transfers` (what a compiled function moves between the host and the
+device), so the rest of the package writes ``from ..backend import theano,
+T, lasagne``.  It may import only
 the base modules of the package (``exceptions``, ``checks``, ``files``,
 ``checkpoint``), never a part above it; its own modules do not import this
 ``__init__`` (it imports them, in the order: refuse an unsupported Python,
@@ -25,9 +28,11 @@ if sys.version_info >= (3, 13):  # pragma: no cover - exercised only on 3.13+
 from . import flags, opencl, patches, scan_loop  # noqa: E402
 from .flags import DEFAULT_FLAGS, DEFAULTED, user_config_keys  # noqa: E402
 from .patches import EmptyProps  # noqa: E402
+from .transfers import Transfer, transfers, unexpected_transfers  # noqa: E402
 
 __all__ = ["theano", "T", "lasagne", "floatX", "user_config_keys",
-           "DEFAULT_FLAGS", "DEFAULTED", "EmptyProps", "describe"]
+           "DEFAULT_FLAGS", "DEFAULTED", "EmptyProps", "describe",
+           "Transfer", "transfers", "unexpected_transfers"]
 
 
 def _import_theano():

@@ -1,11 +1,12 @@
 """What every ``lstm-accum`` subcommand shares: the program's name, its exit
 statuses, printing a line, checking that an input file exists, and the
-CHECKPOINT argument of eval and sample."""
+CHECKPOINT argument of eval, score and sample."""
 import os
 
 from ..exceptions import InputError
 
 __all__ = ["PROG", "EXIT_USER_ERROR", "EXIT_NON_FINITE", "EXIT_INTERRUPTED",
+           "EXIT_BROKEN_PIPE",
            "say", "add_checkpoint_argument", "check_file", "one_line"]
 
 PROG = "lstm-accum"
@@ -15,6 +16,9 @@ EXIT_USER_ERROR = 2
 EXIT_NON_FINITE = 3
 #: Interrupted by Ctrl-C (a checkpoint was saved; continue with --resume).
 EXIT_INTERRUPTED = 130
+#: The reader of stdout went away (``... | head``): 128 + SIGPIPE, as a
+#: shell reports a command that signal ended.
+EXIT_BROKEN_PIPE = 141
 
 
 def say(line):
@@ -23,8 +27,8 @@ def say(line):
 
 
 def add_checkpoint_argument(parser):
-    """Add the positional CHECKPOINT (``args.checkpoint``) of eval and
-    sample."""
+    """Add the positional CHECKPOINT (``args.checkpoint``) of eval, score
+    and sample."""
     parser.add_argument("checkpoint", metavar="CHECKPOINT",
                         help="checkpoint.npz or best.npz of a run")
 

@@ -2,7 +2,8 @@
 entry point.
 
 Each subcommand is a module with ``add_arguments(parser)`` and
-``run(args)`` (:mod:`.train`, :mod:`.evaluate`, :mod:`.sample`). A user
+``run(args)`` (:mod:`.train`, :mod:`.evaluate`, :mod:`.score`,
+:mod:`.sample`). A user
 error -- a missing file, a bad value, a damaged checkpoint or one of another
 model -- prints one line on stderr and exits with status 2, without a
 traceback, before anything is written.
@@ -10,23 +11,25 @@ traceback, before anything is written.
 Exit statuses: 0 success; 2 user error (bad argument, input file or
 checkpoint); 3 training stopped by too many non-finite windows (the last good
 checkpoint is kept); 130 interrupted by Ctrl-C (a checkpoint was saved;
-continue with ``--resume``).
+continue with ``--resume``); 141 the reader of the output went away
+(``lstm-accum score ... | head``), as for a command killed by SIGPIPE.
 """
 import argparse
+import os
 import sys
 
 from ..accumulation import exit_all
 from ..backend import openblas
 from ..exceptions import (CheckpointError, IncompatibleStateError, InputError,
                           LstmAccumError, NonFiniteError)
-from . import evaluate, sample, train
-from .common import (EXIT_INTERRUPTED, EXIT_NON_FINITE, EXIT_USER_ERROR, PROG,
-                     one_line)
+from . import evaluate, sample, score, train
+from .common import (EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_NON_FINITE,
+                     EXIT_USER_ERROR, PROG, one_line)
 
 __all__ = ["main", "console_main", "build_parser", "COMMANDS"]
 
 #: The subcommands, in ``--help`` order.
-COMMANDS = (train, evaluate, sample)
+COMMANDS = (train, evaluate, score, sample)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -47,11 +50,12 @@ def build_parser():
     """
     parser = OneLineParser(
         prog=PROG,
-        description="Train, evaluate and sample word-level LSTM language "
+        description="Train, evaluate, score with and sample word-level LSTM language "
                     "models whose gradients are accumulated on the device "
                     "over windows of sentences (Theano/Lasagne).",
         epilog="Exit status: 0 ok, 2 user error, 3 non-finite training "
-               "stopped, 130 interrupted (resume with --resume).")
+               "stopped, 130 interrupted (resume with --resume), 141 "
+               "output pipe closed.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND",
                                 parser_class=OneLineParser)
     sub.required = True
@@ -102,6 +106,11 @@ def main(argv=None):
         sys.stdout.flush()
         sys.stderr.write(prefix + "aborted\n")
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # Stop quietly; stdout goes to /dev/null so that Python's final
+        # flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 def console_main():

@@ -10,7 +10,7 @@ modules (:mod:`lstm_accum.exceptions`, :mod:`lstm_accum.checks`,
 no other part.
 """
 from .vocabulary import Vocabulary, BOS_ID, EOS_ID, UNK_ID
-from .reader import ReadStats, tokenize, load_text, count_words
+from .reader import ReadStats, tokenize, load_text, count_words, read_lines
 from .encoded import EncodedCorpus, split_corpus
 from .corpus import encode_file, prepare_corpus
 from .batches import (plan_epoch, make_batch, iterate_batches,

@@ -54,7 +54,7 @@ from ..exceptions import InputError
 
 __all__ = ["ReadStats", "ReaderSettings", "tokenize", "load_text",
            "count_words", "reader_settings", "check_corpus_file",
-           "stream_sentences", "vocab_mapper", "TypeMapper",
+           "stream_sentences", "read_lines", "vocab_mapper", "TypeMapper",
            "MAX_LENGTH_POLICIES", "ERRORS_POLICIES", "READ_CHUNK"]
 
 MAX_LENGTH_POLICIES = ("split", "drop")
@@ -413,6 +413,50 @@ def _no_sentence_message(name, stats, s):
             "than max_length=%s dropped; raise max_length or use "
             "max_length_policy='split'"
             % (name, stats.blank, stats.dropped, s.max_length))
+
+
+def read_lines(path, lowercase=False, split_punctuation=False,
+               errors="strict"):
+    """The tokens of every line of a text file, blank lines kept.
+
+    For scoring, where each input line needs its output line: the file is
+    decoded and checked as :func:`load_text` does it (the same errors for a
+    missing, binary, undecodable, empty or all-blank file), but a blank line
+    is kept as an empty sentence and no line is cut or dropped.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    lowercase, split_punctuation, errors
+        As for :func:`load_text`.
+
+    Returns
+    -------
+    list of list of str
+        One list of tokens per line, in file order.
+
+    Raises
+    ------
+    InputError
+        As :func:`load_text`, or when every line is blank.
+    """
+    s = reader_settings(lowercase, split_punctuation, errors, None, "split")
+    name = check_corpus_file(path)
+    stats = ReadStats(path=name)
+    lines, partial = [], ""
+    for text, cont, open_end in _decoded_blocks(name, s.errors, stats,
+                                                READ_CHUNK):
+        segments = text.split("\n")
+        if cont:    # a long line cut at a blank: the text joins as it was
+            segments[0] = partial + segments[0]
+        partial = segments.pop() if open_end else ""
+        lines.extend(tokenize(seg, s.lowercase, s.split_punctuation)
+                     for seg in segments)
+    stats.lines = len(lines)
+    stats.blank = sum(1 for tokens in lines if not tokens)
+    if stats.blank == stats.lines:
+        raise InputError(_no_sentence_message(name, stats, s))
+    return lines
 
 
 def vocab_mapper(vocab):

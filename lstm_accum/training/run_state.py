@@ -12,7 +12,8 @@ from typing import Optional
 __all__ = ["RunState"]
 
 # Counters that checkpoints of earlier versions do not hold.
-_OPTIONAL = ("stopped", "valid_tokens_seen", "valid_elapsed")
+_OPTIONAL = ("stopped", "valid_tokens_seen", "valid_elapsed",
+             "best_saved_perplexity")
 
 
 @dataclass
@@ -38,6 +39,10 @@ class RunState:
     valid_tokens_seen: int = 0      # tokens_seen at the last scheduled one
     valid_elapsed: float = 0.0      # seconds of it validating (checkpoints
                                     # and plot included)
+    # The perplexity of the parameters in best.npz: the lowest of every
+    # checkpointed validation, the report-only one at max_updates included
+    # (the schedule's best_perplexity leaves that one out).
+    best_saved_perplexity: Optional[float] = None
 
     def count_batch(self, samples, tokens):
         """Count a minibatch of ``samples`` sentences and ``tokens`` target
@@ -52,6 +57,25 @@ class RunState:
         """Start an empty window (after it was applied or dropped)."""
         self.window_samples = 0
         self.window_tokens = 0
+
+    def saved_validation(self, perplexity):
+        """Note a validation whose parameters are being checkpointed.
+
+        ``best.npz`` follows the best of them, the report-only validation
+        at ``max_updates`` included.
+
+        Returns
+        -------
+        bool
+            True when ``perplexity`` is the lowest so far (then it is the
+            new ``best_saved_perplexity``, and ``best.npz`` is to be
+            written).
+        """
+        if (self.best_saved_perplexity is not None
+                and not perplexity < self.best_saved_perplexity):
+            return False
+        self.best_saved_perplexity = perplexity
+        return True
 
     def to_dict(self, learning_rate):
         """The ``'counters'`` metadata of a checkpoint.
@@ -79,8 +103,11 @@ class RunState:
         ----------
         counters : dict
             A checkpoint's ``metadata['counters']``. ``stopped``,
-            ``valid_tokens_seen`` and ``valid_elapsed`` (newer than some
-            checkpoints) may be absent; ``learning_rate`` and unknown keys are ignored.
+            ``valid_tokens_seen``, ``valid_elapsed`` and
+            ``best_saved_perplexity`` (newer than some checkpoints) may be
+            absent (the last then is ``best_perplexity``, which ``best.npz``
+            followed before); ``learning_rate`` and unknown keys are
+            ignored.
 
         Returns
         -------
@@ -92,6 +119,9 @@ class RunState:
             When another counter is missing.
         """
         values = {}
+        counters = dict(counters)
+        counters.setdefault("best_saved_perplexity",
+                            counters.get("best_perplexity"))
         for field in dataclasses.fields(cls):
             if field.name in _OPTIONAL:
                 values[field.name] = counters.get(field.name,

@@ -14,7 +14,9 @@ What one run writes into ``config.out``:
     The latest checkpoint (see :mod:`lstm_accum.checkpoint`), written at
     every validation, on Ctrl-C and when training ends.
 ``best.npz``
-    A copy of the checkpoint with the lowest validation perplexity so far.
+    A copy of the checkpoint with the lowest validation perplexity so far
+    (of every validation whose parameters were checkpointed, the one at
+    ``max_updates`` included).
 ``metrics.jsonl``
     One JSON record per update (``kind='update'``: update, epoch, samples,
     tokens, loss in nats per target token, grad_norm, skipped, applied, lr,
@@ -124,6 +126,7 @@ TrainResult.__doc__ = """How a run ended.
 
 ``status`` is ``'finished'`` (all epochs), ``'max_updates'``,
 ``'early_stopped'`` (patience exhausted) or ``'interrupted'`` (Ctrl-C);
+``best_perplexity`` that of the parameters in ``best.npz``;
 ``checkpoint`` the path of the latest checkpoint."""
 
 
@@ -272,7 +275,7 @@ class Trainer(object):
                 if self.store.exists() else None) from None
         finally:
             self.reporter.close()
-        return TrainResult(status, s.update, s.epoch, s.best_perplexity,
+        return TrainResult(status, s.update, s.epoch, s.best_saved_perplexity,
                            s.last_perplexity, d.unigram_perplexity,
                            self.store.checkpoint_path, self.store.out)
 
@@ -408,7 +411,7 @@ class Trainer(object):
                                    self.acc.get_learning_rate())
         self.reporter.write(record)
         if self._last_applied and math.isfinite(ppl):
-            self.save_checkpoint(best=decision.improved and scheduled)
+            self.save_checkpoint(best=s.saved_validation(ppl))
         else:   # parameters after a non-finite window: keep the last good
             note += "; not checkpointed (non-finite)"
         self.reporter.plot(len(self.vocab))

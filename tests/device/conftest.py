@@ -1,7 +1,7 @@
 """Fixtures of the device tests: the device in use, the CPU reference run
 (started in a subprocess at the first test that needs it) and the
-accumulators of each scenario, compiled once per session (each model takes
-about a minute to compile on pocl: the tests share them)."""
+scenario of each mode, compiled once per session (each model takes about a
+minute to compile on pocl: the tests share them)."""
 import os
 import subprocess
 import sys
@@ -62,14 +62,14 @@ def cpu_reference(reference_process):
 
 
 class Compiled(object):
-    """The accumulators of each mode, built at first use."""
+    """The :class:`scenarios.Scenario` of each mode, built at first use."""
 
     def __init__(self):
         self.by_mode = {}
 
     def __call__(self, mode):
         if mode not in self.by_mode:
-            self.by_mode[mode] = scenarios.accumulators(mode)
+            self.by_mode[mode] = scenarios.Scenario(mode)
         return self.by_mode[mode]
 
 

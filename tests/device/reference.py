@@ -3,9 +3,9 @@
 Usage: ``THEANO_FLAGS=device=cpu python reference.py OUT.npz``.  The device
 tests run it in a subprocess (Theano's device is fixed per process).
 
-``reference.py --roundtrip MODE RULE IN.npz OUT.npz`` loads a state (taken
-on the device) into that scenario's accumulator on the CPU and saves the
-state it gives back.
+``reference.py --roundtrip MODE IN.npz OUT.npz`` loads an accumulator's
+state (taken on the device) into that mode's accumulator on the CPU and
+saves the state it gives back.
 """
 import os
 import sys
@@ -28,8 +28,9 @@ def main(path):
     check_cpu()
     arrays = {}
     for mode in scenarios.all_modes():
-        for rule, acc in scenarios.accumulators(mode).items():
-            states, results = scenarios.run(acc, mode)
+        scenario = scenarios.Scenario(mode)
+        for rule in scenarios.RULES:
+            states, results = scenario.run(rule)
             name = scenarios.key(mode, rule)
             for i, state in enumerate(states):
                 for k, v in state.items():
@@ -41,10 +42,10 @@ def main(path):
     os.replace(tmp, path)
 
 
-def roundtrip(mode, rule, source, target):
+def roundtrip(mode, source, target):
     check_cpu()
     mode = tuple(mode.split("-")) if mode != "question" else mode
-    acc = scenarios.accumulators(mode)[rule]
+    acc = scenarios.Scenario(mode).acc
     with np.load(source) as state:
         acc.load_state(dict(state))
     np.savez(target, **acc.state())
@@ -52,6 +53,6 @@ def roundtrip(mode, rule, source, target):
 
 if __name__ == "__main__":
     if sys.argv[1] == "--roundtrip":
-        roundtrip(*sys.argv[2:6])
+        roundtrip(*sys.argv[2:5])
     else:
         main(sys.argv[1])

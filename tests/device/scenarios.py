@@ -10,8 +10,8 @@ from collections import OrderedDict
 import numpy as np
 
 import lstm_accum
-from lstm_accum import GradientAccumulator
-from lstm_accum.backend import T, lasagne
+from lstm_accum import GradientAccumulator, apply_updates
+from lstm_accum.backend import T, floatX, lasagne, theano
 from lstm_accum.data import EncodedCorpus, make_batch, plan_epoch
 
 V, H = 40, 12
@@ -59,11 +59,19 @@ def question_network(seed=0):
     return loss, params, [l_in.input_var, target]
 
 
-def accumulators(mode):
-    """``{rule: GradientAccumulator}`` for one mode (``'question'`` or an
-    ``(input, batching)`` pair), each rule on its own copy of the model."""
-    result = OrderedDict()
-    for rule, (update, rate, kwargs) in RULES.items():
+class Scenario(object):
+    """One mode's model and accumulator, with an apply function per rule.
+
+    The accumulate function does not depend on the update rule, so each
+    mode compiles it once: Adagrad is the accumulator's own ``apply``
+    (:class:`GradientAccumulator`), Adam a second apply over the same
+    window, made with the functional form (:func:`apply_updates`), as a
+    user composing their own functions would.
+    """
+
+    def __init__(self, mode):
+        self.mode = mode
+        update, rate, kwargs = RULES["adagrad"]
         if mode == "question":
             loss, params, inputs = question_network()
             extra = {"normalize": "samples"}
@@ -72,33 +80,63 @@ def accumulators(mode):
                                            batching=mode[1], seed=0)
             loss, params, inputs = model.loss(), model.params, model.inputs
             extra = {"normalize": "tokens", "num_tokens": model.num_tokens()}
-        result[rule] = GradientAccumulator(
+        self.acc = GradientAccumulator(
             loss, params, inputs, update=update, learning_rate=rate,
             update_kwargs=kwargs, max_norm=MAX_NORM, **extra)
-    return result
+        update, rate, kwargs = RULES["adam"]
+        graph = apply_updates(self.acc.params, self.acc.window,
+                              extra["normalize"], update,
+                              np.asarray(rate, dtype=floatX), kwargs,
+                              MAX_NORM)
+        self.adam_state = graph.optimizer_state
+        self.adam_apply_fn = theano.function(
+            [], graph.outputs, updates=graph.updates, name="adam/apply")
+        self.start = self.acc.state()
+        self.adam_start = [v.get_value() for v in self.adam_state]
+
+    def functions(self):
+        return [self.acc.accumulate_fn, self.acc.apply_fn,
+                self.adam_apply_fn]
+
+    def state(self, rule):
+        """Every array of the run: the accumulator's state, and for Adam
+        its own optimizer state."""
+        state = self.acc.state()
+        if rule == "adam":
+            state = {k: v for k, v in state.items()
+                     if not k.startswith("acc/optimizer/")}
+            for var in self.adam_state:
+                state["adam/" + var.name] = np.array(var.get_value())
+        return state
+
+    def reset(self):
+        self.acc.load_state(self.start)
+        for var, value in zip(self.adam_state, self.adam_start):
+            var.set_value(value)
+
+    def run(self, rule):
+        """Three windows from the start. Returns ``(states, results)``:
+        the state after each window's accumulation and after its apply,
+        and every call's result."""
+        self.reset()
+        input_kind, batching = batching_of(self.mode)
+        states, results = [], []
+        for window in windows(batching, input_kind):
+            for arrays in window:
+                results.append(tuple(self.acc.accumulate(*arrays)))
+            states.append(self.state(rule))
+            if rule == "adagrad":
+                results.append(tuple(self.acc.apply()))
+            else:
+                results.append(tuple(float(np.asarray(x))
+                                     for x in self.adam_apply_fn()))
+            states.append(self.state(rule))
+        self.reset()
+        return states, results
 
 
 def batching_of(mode):
     return ("onehot", "sample") if mode == "question" else mode
-
-
-def run(acc, mode, start=None):
-    """Three windows from ``start`` (a state; default: as built).
-
-    Returns ``(states, results)``: the state after each window's
-    accumulation (before apply) and after its apply, and every result.
-    """
-    if start is not None:
-        acc.load_state(start)
-    input_kind, batching = batching_of(mode)
-    states, results = [], []
-    for window in windows(batching, input_kind):
-        for arrays in window:
-            results.append(tuple(acc.accumulate(*arrays)))
-        states.append(acc.state())
-        results.append(tuple(acc.apply()))
-        states.append(acc.state())
-    return states, results
 
 
 def key(mode, rule):

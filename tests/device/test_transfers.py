@@ -30,18 +30,21 @@ def offending(fn):
 
 @pytest.mark.parametrize("mode", scenarios.all_modes(), ids=str)
 def test_only_the_batch_goes_in_and_scalars_come_out(compiled, mode):
-    for rule, acc in compiled(mode).items():
-        found = offending(acc.accumulate_fn)
-        assert found == EXPECTED.get(mode, []), (rule, found)
-        assert offending(acc.apply_fn) == [], rule
-        moved = transfers(acc.accumulate_fn)
-        # the batch does go in: the walk sees crossings at all
-        assert {t.name for t in moved if t.kind == "input"} >= {
-            v.name for v in acc.inputs if v.ndim > 0}, moved
-        # and state lives on the device as GPU shared variables
-        for var in acc.params + acc.accumulators + acc.optimizer_state:
-            if var.ndim > 0:
-                assert type(var).__name__ == "GpuArraySharedVariable", var
+    scenario = compiled(mode)
+    acc = scenario.acc
+    found = offending(acc.accumulate_fn)
+    assert found == EXPECTED.get(mode, []), found
+    assert offending(acc.apply_fn) == []           # Adagrad
+    assert offending(scenario.adam_apply_fn) == []
+    moved = transfers(acc.accumulate_fn)
+    # the batch does go in: the walk sees crossings at all
+    assert {t.name for t in moved if t.kind == "input"} >= {
+        v.name for v in acc.inputs if v.ndim > 0}, moved
+    # and state lives on the device as GPU shared variables
+    for var in (acc.params + acc.accumulators + acc.optimizer_state
+                + scenario.adam_state):
+        if var.ndim > 0:
+            assert type(var).__name__ == "GpuArraySharedVariable", var
 
 
 def test_the_walk_catches_a_host_only_op():

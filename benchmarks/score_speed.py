@@ -1,0 +1,288 @@
+"""Scoring speed: our scoring API against our training path and PyTorch.
+
+Run from the repository root (PyTorch in its own environment, never in
+``.venv``; see :mod:`torch_reference`)::
+
+    .venv/bin/python benchmarks/score_speed.py \\
+        --torch-python /tmp/torchvenv/bin/python        # H=256,1024; ~5 min
+
+Three workers per H, each in its own process, all alive at once, on the same
+sentences (``--sentences`` of the synthetic corpus of :mod:`synthetic`: Zipf
+words over V=2000, English-like lengths, median 20 words):
+
+``score``   :func:`lstm_accum.evaluation.score_sentences` on the whole list
+            (forward only, equal-length minibatches of up to
+            ``--batch-size`` sentences, per-word log-probabilities summed
+            per sentence).
+``train``   our training path ``bucket-ids`` exactly as :mod:`paths` runs it
+            (its worker: equal-length minibatches of 32, forward + backward
+            accumulated on the device, one Adagrad update per window of 256
+            sentences), windows until the pass has covered as many sentences.
+``torch``   ``nn.Embedding(V, H) -> nn.LSTM(H, H) -> nn.Linear(H, V)``,
+            ``log_softmax`` and the targets' log-probabilities, under
+            ``torch.no_grad()``, in the same equal-length minibatches as
+            ``score``.
+
+A pass is all the sentences once; passes are timed round-robin, the order
+rotating, so load from other processes touches every worker alike; one
+untimed pass per worker first (compilation, warm-up).  tokens/s counts
+target tokens (words + ``</s>``); the table gives the median over passes
+(min..max) and the ratios of the medians.  Every process gets the same
+number of threads (``--threads``: ``OPENBLAS_NUM_THREADS``,
+``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``, ``torch.set_num_threads``) and
+``OMP_WAIT_POLICY=PASSIVE``.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+VOCAB = 2000          # V, special tokens included
+UNITS = (256, 1024)   # H values measured
+SENTENCES = 3000      # sentences scored per pass
+PASSES = 5            # timed passes per worker
+BATCH_SIZE = 32       # most sentences per scoring minibatch (ours and torch)
+TRAIN_WINDOW = 256    # sentences per update of the training path
+SEED = 1234           # corpus and weights
+WORKERS = ("score", "train", "torch")
+
+
+def _buckets(lengths, batch_size):
+    """Equal-length minibatches (index arrays), longest first, as
+    :func:`~lstm_accum.evaluation.score_sentences` forms them."""
+    order = np.argsort(-np.asarray(lengths), kind="stable")
+    bounds = np.flatnonzero(np.diff(np.asarray(lengths)[order])) + 1
+    return [group[i:i + batch_size] for group in np.split(order, bounds)
+            for i in range(0, len(group), batch_size)]
+
+
+# ---------------------------------------------------------------------------
+# workers: one per process, JSON lines on stdin/stdout (paths.Worker's
+# protocol: 'ready', then one reply per command)
+def _serve(ready, one_pass):
+    proto = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)           # anything else printed goes to the log
+    proto.write(json.dumps(dict(ready, ready=True)) + "\n")
+    for line in sys.stdin:
+        if json.loads(line)["cmd"] == "exit":
+            proto.write(json.dumps({"rss_kb": 0}) + "\n")
+            return
+        start = time.perf_counter()
+        tokens = one_pass()
+        proto.write(json.dumps({"seconds": time.perf_counter() - start,
+                                "tokens": tokens}) + "\n")
+
+
+def _score_worker(args):
+    sys.path.insert(0, ROOT)
+    sys.path.insert(0, HERE)
+    import synthetic
+    from lstm_accum.backend import describe
+    from lstm_accum.evaluation import score_sentences
+    from lstm_accum.models import build_model
+    corpus = synthetic.zipf_corpus(args.sentences, args.vocab_size,
+                                   args.seed)
+    sentences = [corpus.sentence(i) for i in range(len(corpus))]
+    t0 = time.perf_counter()
+    model = build_model(args.vocab_size, args.units, input="ids",
+                        batching="bucket", seed=args.seed)
+    score_sentences(model, sentences, batch_size=args.batch_size)
+    ready = {"compile_s": time.perf_counter() - t0, "describe": describe()}
+
+    def one_pass():
+        scores = score_sentences(model, sentences,
+                                 batch_size=args.batch_size)
+        return int(scores.targets.sum())
+    _serve(ready, one_pass)
+
+
+def _torch_worker(args):
+    import torch
+    from torch import nn
+    torch.set_num_threads(args.threads)
+    data = np.load(args.data)
+    flat, offsets = data["ids"].astype(np.int64), data["offsets"]
+    lengths = np.diff(offsets)
+    batches = []
+    for idx in _buckets(lengths, args.batch_size):
+        n = int(lengths[idx[0]])
+        words = flat[offsets[idx][:, None] + np.arange(n)]
+        X = np.concatenate([np.ones((len(idx), 1), np.int64), words], 1)
+        y = np.concatenate([words, np.full((len(idx), 1), 2, np.int64)], 1)
+        batches.append((torch.from_numpy(X), torch.from_numpy(y)))
+    t0 = time.perf_counter()
+    torch.manual_seed(args.seed)
+    V, H = args.vocab_size, args.units
+    embed, lstm, linear = (nn.Embedding(V, H), nn.LSTM(H, H, batch_first=True),
+                           nn.Linear(H, V))
+    for m in (embed, lstm, linear):
+        m.eval()
+    tokens = int(sum(y.numel() for _, y in batches))
+
+    def one_pass():
+        totals = []
+        with torch.no_grad():
+            for X, y in batches:
+                logp = torch.log_softmax(linear(lstm(embed(X))[0]), -1)
+                totals.append(logp.gather(-1, y[..., None])[..., 0].sum(1))
+        return tokens
+    one_pass()
+    _serve({"compile_s": time.perf_counter() - t0,
+            "describe": "torch %s, threads=%d" % (torch.__version__,
+                                                  torch.get_num_threads())},
+           one_pass)
+
+
+# ---------------------------------------------------------------------------
+# the parent
+def _start(name, H, args, data):
+    sys.path.insert(0, HERE)
+    import paths
+    t = str(args.threads)
+    # OpenMP's passive wait: with its default spinning, PyTorch's two
+    # threads on a busy two-core machine ran ~15x slower (2,000 against
+    # 30,000 tokens/s at H=256); our processes get the same setting.
+    env = dict(os.environ, OPENBLAS_NUM_THREADS=t, OMP_NUM_THREADS=t,
+               MKL_NUM_THREADS=t, OMP_WAIT_POLICY="PASSIVE")
+    if name == "train":
+        return paths.Worker("bucket-ids", H, argparse.Namespace(
+            vocab_size=args.vocab_size, sentences=args.sentences,
+            seed=args.seed, batch_size=paths.BATCH_SIZE,
+            mask_pool=paths.MASK_POOL, against=None),
+            env={k: env[k] for k in ("OPENBLAS_NUM_THREADS",
+                                     "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                                     "OMP_WAIT_POLICY")})
+    python = sys.executable if name == "score" else args.torch_python
+    cmd = [python, os.path.abspath(__file__), "--worker", name,
+           "--units", str(H), "--vocab-size", str(args.vocab_size),
+           "--sentences", str(args.sentences), "--seed", str(args.seed),
+           "--batch-size", str(args.batch_size),
+           "--threads", str(args.threads), "--data", data]
+    w = paths.Worker.__new__(paths.Worker)
+    w.path = name
+    w.log = tempfile.NamedTemporaryFile("w+", prefix="score-speed-%s-"
+                                        % name, suffix=".log", delete=False)
+    w.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=w.log,
+                              text=True, bufsize=1, cwd=ROOT, env=env)
+    w.info = w._receive()
+    return w
+
+
+def _one_pass(name, worker, sentences):
+    """(seconds, tokens) of one pass over the sentences."""
+    if name != "train":
+        worker.proc.stdin.write('{"cmd": "pass"}\n')
+        reply = worker._receive()
+        return reply["seconds"], reply["tokens"]
+    seconds, tokens, samples = 0.0, 0, 0
+    while samples < sentences:
+        reply = worker.window(TRAIN_WINDOW)
+        seconds += reply["seconds"]
+        tokens += reply["tokens"]
+        samples += reply["samples"]
+    return seconds, tokens
+
+
+def run(args, log=print):
+    """Measure every H; returns {H: {worker: [tokens/s per pass]}}."""
+    sys.path.insert(0, ROOT)
+    sys.path.insert(0, HERE)
+    import synthetic
+    corpus = synthetic.zipf_corpus(args.sentences, args.vocab_size,
+                                   args.seed)
+    fd, data = tempfile.mkstemp(prefix="score-speed-", suffix=".npz")
+    os.close(fd)
+    np.savez(data, ids=np.asarray(corpus.ids, np.int32),
+             offsets=np.asarray(corpus.offsets, np.int64))
+    log("# %d sentences, %d target tokens (median length %d words)"
+        % (len(corpus), corpus.num_targets,
+           int(np.median(corpus.lengths))))
+    results = {}
+    try:
+        for H in args.units:
+            workers = {}
+            try:
+                for name in WORKERS:
+                    workers[name] = _start(name, H, args, data)
+                    log("# H=%d %s ready in %.1f s (%s)" % (
+                        H, name, workers[name].info["compile_s"],
+                        workers[name].info.get("describe", "")))
+                for name in WORKERS:                 # warm-up pass
+                    _one_pass(name, workers[name], args.sentences)
+                rates = {name: [] for name in WORKERS}
+                for k in range(args.passes):
+                    log("# H=%d pass %d of %d" % (H, k + 1, args.passes))
+                    order = WORKERS[k % 3:] + WORKERS[:k % 3]
+                    for name in order:
+                        seconds, tokens = _one_pass(name, workers[name],
+                                                    args.sentences)
+                        rates[name].append(tokens / seconds)
+                results[H] = rates
+            finally:
+                for w in workers.values():
+                    w.close()
+    finally:
+        os.unlink(data)
+    return results
+
+
+def format_table(results):
+    lines = ["%6s  %-28s %-28s %-28s %9s %9s" % (
+        "H", "score: tokens/s", "train (bucket-ids): tokens/s",
+        "torch no_grad: tokens/s", "score/trn", "score/trc")]
+    for H, rates in results.items():
+        med = {k: float(np.median(v)) for k, v in rates.items()}
+        cells = ["%9.0f (%.0f..%.0f)" % (med[k], min(rates[k]),
+                                          max(rates[k])) for k in WORKERS]
+        lines.append("%6d  %-28s %-28s %-28s %8.2fx %8.2fx" % (
+            H, cells[0], cells[1], cells[2], med["score"] / med["train"],
+            med["score"] / med["torch"]))
+    return "\n".join(lines)
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--torch-python", metavar="PYTHON",
+                   help="the Python of an environment with torch and numpy")
+    p.add_argument("--units", type=lambda s: [int(x) for x in s.split(",")],
+                   default=list(UNITS))
+    p.add_argument("--vocab-size", type=int, default=VOCAB)
+    p.add_argument("--sentences", type=int, default=SENTENCES)
+    p.add_argument("--passes", type=int, default=PASSES)
+    p.add_argument("--batch-size", type=int, default=BATCH_SIZE)
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--seed", type=int, default=SEED)
+    p.add_argument("--worker", choices=("score", "torch"),
+                   help=argparse.SUPPRESS)
+    p.add_argument("--data", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.worker is None and not args.torch_python:
+        p.error("--torch-python is required (PyTorch lives in its own "
+                "environment, never in .venv)")
+    if args.worker is not None:
+        args.units = args.units[0]
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.worker == "score":
+        return _score_worker(args)
+    if args.worker == "torch":
+        return _torch_worker(args)
+    results = run(args)
+    print(format_table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
