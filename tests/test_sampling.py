@@ -132,8 +132,10 @@ def test_temperature_distribution(question, temperature):
     first = np.array([s[0] if s else EOS for s in out])
     freq = np.bincount(first, minlength=V) / float(n)
     z = first_logits(question) / temperature
+    z[BOS] = -np.inf   # <s> is never sampled: the softmax over the rest
     p = np.exp(z - z.max())
     p /= p.sum()
+    assert freq[BOS] == 0
     # 5 standard errors of a binomial proportion, per word.
     np.testing.assert_array_less(np.abs(freq - p),
                                  5 * np.sqrt(p * (1 - p) / n) + 1e-3)
@@ -195,6 +197,27 @@ def test_step_function_equals_full_network_gru_stack():
 def test_bad_arguments(question, vocab, kwargs, match):
     with pytest.raises(InputError, match=match):
         sample_sentences(question, vocab, **kwargs)
+
+
+def test_never_samples_the_start_token(question):
+    """<s> is never a target: even a model that gives it most of the mass
+    (its output bias raised by 50) never continues a sentence with it."""
+    b = question.logits_layer.b
+    saved = b.get_value()
+    raised = saved.copy()
+    raised[BOS] += 50.0
+    b.set_value(raised)
+    try:
+        for kwargs in (dict(seed=3), dict(greedy=True)):
+            samples = sample_ids(question, n=6, max_length=6, **kwargs)
+            assert all(BOS not in sentence for sentence in samples)
+            assert any(samples), kwargs
+        step = step_function(question)
+        step.start(1)
+        logits = step.step(np.full(1, BOS, np.int32))
+        assert np.argmax(logits) == BOS   # the raise did act
+    finally:
+        b.set_value(saved)
 
 
 def test_greedy_ignores_temperature(question):

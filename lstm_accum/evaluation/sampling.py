@@ -188,6 +188,9 @@ def sample_ids(model, n=5, temperature=1.0, seed=0, max_length=50,
     out = [[] for _ in range(n)]
     for _ in range(max_length + 1):
         logits = np.asarray(sampler.step(tokens), np.float64)
+        # <s> is never a target, so its probability is whatever training
+        # left; a sentence never continues with it.
+        logits[:, bos_id] = -np.inf
         if greedy:
             tokens = np.argmax(logits, axis=1).astype(np.int32)
         else:
