@@ -59,7 +59,6 @@ def worker(args):
     from lstm_accum.data.batches import make_batch, plan_epoch
     from lstm_accum.models import build_model
     from benchmarks.synthetic import zipf_corpus
-    from mpi4py import MPI
 
     dist = Distributed(enabled=True)
     corpus = zipf_corpus(args.sentences, vocab_size=args.vocab, seed=1234)
@@ -86,7 +85,7 @@ def worker(args):
                               num_tokens=model.num_tokens(),
                               update=lasagne.updates.adagrad,
                               learning_rate=0.005)
-    acc = dist.wrap(acc)
+    dist.broadcast_parameters(acc)
     compile_seconds = time.perf_counter() - start
 
     records = []
@@ -100,15 +99,15 @@ def worker(args):
         for X, y in mine:
             acc.accumulate(X, y)
         t1 = time.perf_counter()
-        stats = acc.allreduce()
+        sums = dist.allreduce_window(acc)
         t2 = time.perf_counter()
-        result = acc.accumulator.apply()
+        result = acc.apply()
         t3 = time.perf_counter()
         assert result.tokens == tokens, (result.tokens, tokens)
-        times = np.array([t1 - t0, stats.wait_seconds, stats.seconds,
+        times = np.array([t1 - t0, sums.wait_seconds, sums.seconds,
                           t3 - t2, t3 - t0])
         # The slowest rank sets the pace: report the max over ranks.
-        dist.comm.Allreduce(MPI.IN_PLACE, times, op=MPI.MAX)
+        dist.comm.allreduce(times, op="max")
         if w > 0:
             records.append(dict(tokens=tokens, compute=times[0],
                                 wait=times[1], allreduce=times[2],
@@ -117,7 +116,7 @@ def worker(args):
         print("RESULT " + json.dumps(dict(
             ranks=dist.size, units=args.units, vocab=args.vocab,
             threads=os.environ.get("OPENBLAS_NUM_THREADS", "default"),
-            bytes=acc.bytes_per_update, compile_seconds=compile_seconds,
+            bytes=sums.bytes, compile_seconds=compile_seconds,
             floatX=theano.config.floatX, windows=records)), flush=True)
 
 

@@ -7,14 +7,16 @@ Run by ``tests/test_distributed.py`` (not collected by pytest itself)::
 
 with ``THEANO_FLAGS=floatX=float64``.  Both modes go through
 :class:`lstm_accum.accumulation.distributed.Distributed` exactly as a
-training loop does (``wrap``, ``shard``, ``apply``), on the same windows of
-the same sentences; ``single`` never imports mpi4py.  Each rank writes
+training loop does (``broadcast_parameters``, ``shard``,
+``allreduce_window`` then ``apply``), on the same windows of the same
+sentences; ``single`` never imports mpi4py.  Each rank writes
 ``OUT_PREFIX.rank<r>.npz`` with its final parameters, the per-window apply
-results, how often its ``check=`` ran, and the outcome of checks that need
-MPI (allreduce against a numpy sum of every rank's local accumulators, the
-parameter broadcast, ``broadcast_arrays`` of mixed dtypes through a
-communicator that records its calls, with mpi4py's pickling counted,
-resuming with another number of ranks).
+results and this rank's share of each window, how often its ``check=`` ran,
+and the outcome of checks that need MPI (allreduce against a numpy sum of
+every rank's local accumulators, the parameter broadcast,
+``broadcast_arrays`` of mixed dtypes through a communicator that records
+its calls, with mpi4py's pickling counted, resuming through the checkpoint
+store with another number of ranks).
 """
 import argparse
 import os
@@ -28,6 +30,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from lstm_accum.backend import theano, lasagne  # noqa: E402
 from lstm_accum.accumulation import (Distributed, GradientAccumulator,  # noqa: E402
                                      SIZE_KEY)
+from lstm_accum.training.store import (accumulator_arrays,  # noqa: E402
+                                       load_accumulator_arrays)
 from lstm_accum.checks import check_arrays  # noqa: E402
 from lstm_accum.exceptions import IncompatibleStateError  # noqa: E402
 from lstm_accum.models import build_model  # noqa: E402
@@ -116,12 +120,13 @@ def check_broadcast_arrays(dist, record):
     }
     sent = expected if dist.is_root else {"junk": np.ones(2)}
     from mpi4py import MPI      # dist mode only: 'single' never imports it
-    comm, dist.comm = dist.comm, RecordingComm(dist.comm)
+    comm = dist.comm.mpi_comm
+    dist.comm.mpi_comm = RecordingComm(comm)
     try:
         with CountingPickle(MPI) as counting:
             got = dist.broadcast_arrays(sent)
     finally:
-        recorder, dist.comm = dist.comm, comm
+        recorder, dist.comm.mpi_comm = dist.comm.mpi_comm, comm
     record["broadcast_calls"] = np.array(recorder.calls)
     record["broadcast_numpy_buffers"] = np.array(recorder.numpy_buffers)
     record["broadcast_pickle_calls"] = np.array(counting.calls)
@@ -153,8 +158,8 @@ def main():
     # Different initial weights on every rank: only the broadcast from rank
     # 0 can make them equal.
     model = build_model(V, H, seed=1 + dist.rank)
-    # check=: each array is checked once per call, also through the
-    # DistributedAccumulator (counted below).
+    # check=: each array is checked once per call, also with the window
+    # summed over ranks (counted below).
     check = CountingCheck(model.inputs, V)
     acc = GradientAccumulator(model.loss(), model.params, model.inputs,
                               normalize=args.normalize,
@@ -163,16 +168,18 @@ def main():
                               learning_rate=0.1, check=check)
     record = {"rank": np.array(dist.rank), "size": np.array(dist.size)}
     record["first_param"] = np.array(model.params[0].name)
-    record["init_before_wrap"] = model.params[0].get_value().copy()
-    acc = dist.wrap(acc)
-    record["init_after_wrap"] = model.params[0].get_value().copy()
+    record["init_before_broadcast"] = model.params[0].get_value().copy()
+    dist.broadcast_parameters(acc)
+    record["init_after_broadcast"] = model.params[0].get_value().copy()
 
-    results = []
+    results, shares, sums = [], [], []
     calls = 0
     for w, window in enumerate(corpus()):
         for X, y in dist.shard(window):
             acc.accumulate(X, y)
             calls += 1
+        # Before the all-reduce the accumulator counts this rank's share.
+        shares.append([acc.samples, acc.tokens, acc.skipped])
         if w == 0 and dist.enabled:
             # Check the allreduce against numpy: gather every rank's local
             # accumulators and counters with plain mpi4py, sum them here.
@@ -183,23 +190,30 @@ def main():
             for value in local:
                 flat = np.ascontiguousarray(value, dtype=np.float64).ravel()
                 out = np.empty((dist.size, flat.size))
-                dist.comm.Allgather(flat, out)
+                dist.comm.mpi_comm.Allgather(flat, out)
                 gathered.append(out.sum(axis=0))
-            stats = acc.allreduce()
+            window_sums = dist.allreduce_window(acc)
             reduced = [v.get_value().ravel() for v in acc.accumulators]
             reduced.append(np.array([acc.samples, acc.tokens, acc.skipped],
                                     dtype=np.float64))
+            reduced.append(np.array([window_sums.samples, window_sums.tokens,
+                                     window_sums.skipped], dtype=np.float64))
+            gathered.append(gathered[-1])
             record["allreduce_max_rel"] = np.array(max(
                 np.max(np.abs(r - g) / np.maximum(np.abs(g), 1e-300))
                 for r, g in zip(reduced, gathered)))
-            record["allreduce_bytes"] = np.array(stats.bytes)
+            record["allreduce_bytes"] = np.array(window_sums.bytes)
             record["expected_bytes"] = np.array(
                 8 * (sum(p.get_value().size for p in model.params) + 4))
-            result = acc.accumulator.apply()   # already reduced
         else:
-            result = acc.apply()
+            window_sums = dist.allreduce_window(acc)
+        sums.append([window_sums.samples, window_sums.tokens,
+                     window_sums.skipped, window_sums.loss])
+        result = acc.apply()
         results.append([float(x) for x in result])
     record["results"] = np.array(results)
+    record["shares"] = np.array(shares)
+    record["sums"] = np.array(sums)
     record["accumulate_calls"] = np.array(calls)
     record["check_calls"] = np.array(check.calls)
     for p in model.params:
@@ -208,13 +222,14 @@ def main():
     if dist.enabled:
         record["broadcast_arrays_ok"] = np.array(
             check_broadcast_arrays(dist, record))
-        state = acc.state()
-        record["state_size"] = np.array(state[SIZE_KEY])
-        acc.load_state(state)          # same number of ranks: accepted
+        # What the trainer's checkpoint store saves and restores.
+        state = accumulator_arrays(acc, dist)
+        record["state_size"] = np.array(state["acc/" + SIZE_KEY])
+        load_accumulator_arrays(state, acc, dist)   # same ranks: accepted
         wrong = dict(state)
-        wrong[SIZE_KEY] = np.array(dist.size + 1)
+        wrong["acc/" + SIZE_KEY] = np.array(dist.size + 1)
         try:
-            acc.load_state(wrong)
+            load_accumulator_arrays(wrong, acc, dist)
             record["wrong_size_error"] = np.array("")
         except IncompatibleStateError as err:
             record["wrong_size_error"] = np.array(str(err))

@@ -19,8 +19,9 @@ import sys
 import numpy as np
 import pytest
 
-from lstm_accum.accumulation import distributed, mpi
-from lstm_accum.accumulation.distributed import Distributed, check_resume
+from lstm_accum.accumulation import comm, mpi
+from lstm_accum.accumulation.distributed import (Distributed, WindowSums,
+                                                 check_resume)
 from lstm_accum.accumulation.mpi import (local_mpirun_command, mpi_available,
                                          mpirun_world_size)
 from lstm_accum.accumulation.sharding import shard_indices, shard_owner
@@ -115,9 +116,9 @@ def test_two_ranks_equal_one_process(runs):
 
 def test_training_changed_the_parameters(runs):
     single, _ = runs
-    # init_after_wrap is the first parameter before training.
+    # init_after_broadcast is the first parameter before training.
     trained = single["param/" + str(single["first_param"])]
-    assert np.max(np.abs(trained - single["init_after_wrap"])) > 1e-3
+    assert np.max(np.abs(trained - single["init_after_broadcast"])) > 1e-3
 
 
 def test_window_results_summed_over_ranks(runs):
@@ -136,16 +137,40 @@ def test_window_results_summed_over_ranks(runs):
                                    rtol=1e-10, atol=0)
 
 
+def test_rank_share_and_window_sums_are_apart(runs):
+    """acc.samples/tokens/skipped count this rank's share until the
+    all-reduce; allreduce_window returns the window's sums, which apply
+    then reports."""
+    single, (rank0, rank1) = runs
+    # Hand-counted: windows of 5, 4, 3 sentences; rank 0 takes sentences
+    # 0, 2, 4 of a window, rank 1 sentences 1, 3; sentence 2 of the second
+    # window (rank 0's) holds the NaN.
+    assert rank0["shares"][:, 0].tolist() == [3, 1, 2]
+    assert rank0["shares"][:, 2].tolist() == [0, 1, 0]
+    assert rank1["shares"][:, 0].tolist() == [2, 2, 1]
+    assert rank1["shares"][:, 2].tolist() == [0, 0, 0]
+    # One process: its share is the window.
+    np.testing.assert_array_equal(single["shares"], single["sums"][:, :3])
+    for record in (single, rank0, rank1):
+        sums = record["sums"]     # samples, tokens, skipped, summed loss
+        np.testing.assert_array_equal(
+            sums[:, :3], rank0["shares"] + rank1["shares"])
+        np.testing.assert_array_equal(sums[:, [0, 1, 2]],
+                                      record["results"][:, [1, 2, 5]])
+        np.testing.assert_allclose(sums[:, 3], single["sums"][:, 3],
+                                   rtol=1e-10, atol=0)
+
+
 def test_ranks_stay_identical_and_start_from_rank0(runs):
     _, (rank0, rank1) = runs
     # Built with different seeds, so they differed before the broadcast...
-    assert not np.allclose(rank0["init_before_wrap"],
-                           rank1["init_before_wrap"])
+    assert not np.allclose(rank0["init_before_broadcast"],
+                           rank1["init_before_broadcast"])
     # ...and after it both hold rank 0's weights.
-    np.testing.assert_array_equal(rank1["init_after_wrap"],
-                                  rank0["init_before_wrap"])
-    np.testing.assert_array_equal(rank0["init_after_wrap"],
-                                  rank0["init_before_wrap"])
+    np.testing.assert_array_equal(rank1["init_after_broadcast"],
+                                  rank0["init_before_broadcast"])
+    np.testing.assert_array_equal(rank0["init_after_broadcast"],
+                                  rank0["init_before_broadcast"])
     for name, value in _params(rank0).items():
         np.testing.assert_array_equal(rank1[name], value)
 
@@ -177,8 +202,8 @@ def test_broadcast_arrays_without_pickle(runs):
 
 
 def test_each_array_is_checked_once_per_call(runs):
-    """check= replaces the generic check, also through the
-    DistributedAccumulator: one check per accumulate call."""
+    """check= replaces the generic check, also when the window is summed
+    over ranks: one check per accumulate call."""
     single, ranks = runs
     # Windows of 5, 4, 3 sentences: rank 0 takes 3 + 2 + 2, rank 1 2 + 2 + 1.
     for record, calls in zip([single] + ranks, [12, 7, 5]):
@@ -256,10 +281,9 @@ def test_single_process_hooks_are_noops():
     assert dist.is_root and dist.rank == 0 and dist.size == 1
     window = [("a", 1), ("b", 2), ("c", 3)]
     assert dist.shard(window) is window
-    sentinel = object()
-    assert dist.wrap(sentinel) is sentinel
-    dist.check_resume(None)
-    dist.check_resume(1)
+    assert isinstance(dist.comm, comm.OneProcess)
+    check_resume(None, dist.size)
+    check_resume(1, dist.size)
     arrays = {"x": np.arange(3)}
     assert dist.broadcast_arrays(arrays)["x"] is arrays["x"]
     assert dist.all_agree(True) and not dist.all_agree(False)
@@ -269,6 +293,40 @@ def test_single_process_hooks_are_noops():
     with pytest.raises(SystemExit) as info:
         dist.abort(3)
     assert info.value.code == 3
+
+
+def test_one_process_runs_the_same_calls_and_moves_nothing():
+    """Without MPI a loop makes the same calls: broadcast_parameters leaves
+    the state as it is, allreduce_window leaves the window as it is and
+    returns its counts and summed loss, and apply reports them."""
+    from lstm_accum.backend import theano
+    from lstm_accum.accumulation import GradientAccumulator
+    floatX = theano.config.floatX
+    w = theano.shared(np.array([1.0, -2.0, 3.0], dtype=floatX), name="w")
+    x = theano.tensor.matrix("x")
+    acc = GradientAccumulator(((x * w) ** 2).sum(), [w], [x],
+                              normalize="samples", num_tokens=2 * x.shape[0])
+    dist = Distributed(enabled=False)
+    before = acc.state()
+    dist.broadcast_parameters(acc)
+    after = acc.state()
+    assert sorted(before) == sorted(after)
+    for key in before:
+        np.testing.assert_array_equal(after[key], before[key])
+    acc.accumulate(np.ones((2, 3), dtype=floatX))
+    acc.accumulate(np.full((1, 3), 2.0, dtype=floatX))
+    grads = acc.accumulators[0].get_value().copy()
+    sums = dist.allreduce_window(acc)
+    assert isinstance(sums, WindowSums)
+    # Each row of ones costs |w|^2 = 14, the row of twos 4 * 14.
+    assert (sums.samples, sums.tokens, sums.skipped) == (3, 6, 0)
+    assert sums.loss == pytest.approx(2 * 14 + 56, rel=1e-6)
+    assert sums.bytes == 0 and sums.wait_seconds == 0.0
+    assert (acc.samples, acc.tokens, acc.skipped) == (3, 6, 0)
+    np.testing.assert_array_equal(acc.accumulators[0].get_value(), grads)
+    result = acc.apply()
+    assert (result.samples, result.tokens, result.skipped) == (3, 6, 0)
+    assert result.loss == pytest.approx(sums.loss / 3, rel=1e-6)
 
 
 def test_exit_all_without_mpi_is_sys_exit(monkeypatch):
@@ -309,7 +367,7 @@ def test_missing_mpi4py_says_how_to_install(monkeypatch):
     with pytest.raises(InputError, match="pip install mpi4py"):
         Distributed(enabled=None)
     with pytest.raises(InputError, match="pip install mpi4py"):
-        distributed.DistributedAccumulator(object())
+        comm.MPICommunicator()
 
 
 def test_local_mpirun_command():

@@ -1,22 +1,23 @@
 """Data-parallel gradient accumulation over MPI (mpi4py + Open MPI).
 
 Gradient accumulation is the natural unit of data parallelism: every process
-(*rank*) accumulates its share of a window locally, one allreduce sums the
+(*rank*) accumulates its share of a window locally, one all-reduce sums the
 accumulators and the counters of all ranks, and every rank then runs the same
 compiled ``apply`` on the same sums, so all ranks keep identical parameters
 without ever sending them again.
 
-* :class:`DistributedAccumulator` wraps a
-  :class:`~lstm_accum.accumulation.accumulator.GradientAccumulator`:
-  :meth:`~DistributedAccumulator.broadcast_parameters` copies rank 0's state
-  (parameters, optimizer state, counters, hyper-parameters) to every rank at
-  start; :meth:`~DistributedAccumulator.apply` sums every accumulator and
-  every counter across ranks with **one** ``MPI_Allreduce`` over one
-  preallocated contiguous buffer, then runs the wrapped ``apply``.
-* :class:`Distributed`: the few calls a training loop needs (``is_root``,
-  ``owns``, ``shard``, ``wrap``, ``check_resume``, ``any_true``, ``sum``,
-  ``abort``), which also work, as no-ops, without MPI.
-* :func:`check_resume`: a run resumes only on as many ranks as wrote it.
+* :class:`Distributed`: the few calls a training loop makes (``is_root``,
+  ``owns``, ``shard``, ``broadcast_parameters``, ``allreduce_window``,
+  ``any_true``, ``sum``, ``abort``).  Its communicator is
+  :class:`~.comm.OneProcess` without MPI (every collective does nothing) or
+  :class:`~.comm.MPICommunicator`, so one process runs the same loop.
+* :class:`WindowSums`: what :meth:`Distributed.allreduce_window` returns, the
+  window's sums over all ranks.  The accumulator itself is never wrapped:
+  ``acc.samples``, ``acc.tokens``... count this rank's share of the window
+  until ``allreduce_window`` turns the accumulator into the sums that
+  ``acc.apply()`` then averages and resets.
+* :func:`check_resume`: a run resumes only on as many ranks as wrote it
+  (the checkpoint store records :data:`SIZE_KEY`).
 
 MPI itself (importing it, the launcher, aborting, broadcasting arrays) is
 :mod:`.mpi`; the sharding rule is :mod:`.sharding`.
@@ -29,296 +30,27 @@ from collections import namedtuple
 import numpy as np
 
 from ..exceptions import IncompatibleStateError, InputError
-from .mpi import (broadcast_arrays, exit_all, install_abort_on_exception,
-                  mpirun_world_size, require_mpi, wait_for_all)
+from .comm import MPICommunicator, OneProcess
+from .mpi import install_abort_on_exception, mpirun_world_size
 from .sharding import shard_indices, shard_owner
 
-__all__ = ["SIZE_KEY", "AllreduceStats", "check_resume",
-           "DistributedAccumulator", "Distributed"]
+__all__ = ["SIZE_KEY", "WindowSums", "check_resume", "Distributed"]
 
-#: Key added to :meth:`DistributedAccumulator.state` holding the number of
-#: ranks that produced it.
+#: Key of the number of ranks that wrote a checkpoint (under ``acc/``);
+#: absent means one.
 SIZE_KEY = "distributed/size"
 
-AllreduceStats = namedtuple("AllreduceStats",
-                            ["bytes", "seconds", "wait_seconds"])
-AllreduceStats.__doc__ = """What the last allreduce moved and how long it took.
+WindowSums = namedtuple("WindowSums", [
+    "samples", "tokens", "loss", "skipped", "bytes", "seconds",
+    "wait_seconds"])
+WindowSums.__doc__ = """The window's sums over all ranks, ready for ``apply``.
 
-``bytes`` is the size of the buffer every rank contributes (and receives);
-``seconds`` the wall time of copy in, ``MPI_Allreduce`` and copy out;
-``wait_seconds`` the time spent before it waiting for the slowest rank to
-finish its share of the window (load imbalance, not communication)."""
-
-
-def _reduced_variables(accumulator):
-    """The shared variables whose values are summed over ranks before apply.
-
-    Every accumulator, then every counter the accumulate function adds to
-    (samples, tokens, skipped samples, summed loss):
-    ``accumulator.counter_variables``.
-    """
-    accumulators = list(accumulator.accumulators)
-    counters = getattr(accumulator, "counter_variables", None)
-    if counters is None:
-        raise InputError(
-            "DistributedAccumulator needs an accumulator that lists the "
-            "counters its accumulate function adds to (attribute "
-            "'counter_variables'); got a %s, which has none"
-            % type(accumulator).__name__)
-    if isinstance(counters, dict):
-        counters = list(counters.values())
-    return accumulators + list(counters)
-
-
-class DistributedAccumulator(object):
-    """A GradientAccumulator whose windows are spread over MPI ranks.
-
-    Every rank calls :meth:`accumulate` on its own share of a window (see
-    :func:`shard_indices`), then every rank calls :meth:`apply`: one
-    ``MPI_Allreduce(MPI_IN_PLACE, buffer, MPI_SUM)`` sums all accumulators
-    and all counters (samples, tokens, summed loss, skipped non-finite
-    samples) of all ranks, and the wrapped compiled ``apply`` runs on the
-    sums.  Since every rank starts from the same state
-    (:meth:`broadcast_parameters`) and applies the same sums, all ranks stay
-    identical, and the update equals that of one process accumulating the
-    whole window (up to the order of the floating-point sums).
-
-    Parameters
-    ----------
-    accumulator : GradientAccumulator
-        Built identically on every rank (same model, same arguments).
-    comm : mpi4py communicator, optional
-        Default ``MPI.COMM_WORLD``.
-    root : int
-        The rank whose state :meth:`broadcast_parameters` copies.
-    polite : bool
-        Wait for all ranks with :func:`wait_for_all` (sleeping, not
-        spinning) before each allreduce (default True): costs one barrier
-        latency, frees the cores of ranks that finished their share early
-        and separates load imbalance from communication time in
-        :attr:`last_allreduce`.
-
-    Raises
-    ------
-    InputError
-        When mpi4py/MPI is missing (with the install command), or when the
-        ranks' accumulators do not have the same layout.
-
-    Notes
-    -----
-    The buffer is allocated once, with the dtype of the accumulators
-    (``floatX``); its size, :attr:`bytes_per_update`, is what each rank
-    sends per update.  On the CPU, :meth:`allreduce` is one memcpy per
-    variable into the buffer (``get_value(borrow=True)`` gives Theano's own
-    arrays, no copy), the in-place allreduce, and one memcpy back
-    (``set_value(borrow=True)`` hands Theano a view of the buffer).  On a
-    GPU with a CUDA-aware MPI the buffer could be a ``pygpu`` array and
-    stay on the device; this module implements the CPU path only.
-
-    Integer counters travel in the floating-point buffer.  They are exact
-    up to ``2**24`` (float32) or ``2**53`` (float64) per window; a larger
-    sum raises :class:`~lstm_accum.exceptions.InputError` rather than
-    silently rounding.  The summed loss (a float64 counter) is rounded to
-    the buffer's dtype: with float32 the reported window loss keeps about 7
-    significant digits; gradients and updates are unaffected.
-
-    Collective calls (:meth:`broadcast_parameters`, :meth:`allreduce`,
-    :meth:`apply`) must be made by every rank, in the same order.
-    """
-
-    def __init__(self, accumulator, comm=None, root=0, polite=True):
-        self._mpi = require_mpi()
-        self.polite = bool(polite)
-        self.accumulator = accumulator
-        self.comm = self._mpi.COMM_WORLD if comm is None else comm
-        self.root = int(root)
-        self.rank = self.comm.Get_rank()
-        self.size = self.comm.Get_size()
-        self._variables = _reduced_variables(accumulator)
-        dtypes = {str(v.dtype) for v in accumulator.accumulators}
-        if not dtypes:
-            raise InputError("the accumulator has no accumulators to reduce")
-        self.dtype = np.result_type(*sorted(dtypes))
-        if self.dtype.kind != "f":
-            raise InputError("accumulators must be floating point, got %s"
-                             % sorted(dtypes))
-        self._exact_limit = 2.0 ** (np.finfo(self.dtype).nmant + 1)
-        self._slices = []
-        offset = 0
-        for variable in self._variables:
-            shape = np.shape(variable.get_value(borrow=True))
-            count = int(np.prod(shape, dtype=np.int64))
-            self._slices.append((variable, offset, count, shape))
-            offset += count
-        self._buffer = np.zeros(offset, dtype=self.dtype)
-        self._counter_slices = self._slices[len(accumulator.accumulators):]
-        self.last_allreduce = AllreduceStats(self._buffer.nbytes, 0.0, 0.0)
-        # The other ranks may still be compiling: wait without spinning.
-        wait_for_all(self.comm)
-        self._check_same_layout()
-
-    # -- layout ---------------------------------------------------------
-    def _check_same_layout(self):
-        """All ranks must reduce the same variables with the same shapes."""
-        layout = json.dumps([[v.name, str(v.dtype), list(shape)]
-                             for v, _, _, shape in self._slices])
-        crc = zlib.crc32(layout.encode("utf-8"))
-        bounds = np.array([crc, -crc], dtype=np.int64)
-        self.comm.Allreduce(self._mpi.IN_PLACE, bounds, op=self._mpi.MAX)
-        if bounds[0] != crc or -bounds[1] != crc:
-            # Every rank sees the same max/min, so every rank raises.
-            raise InputError(
-                "the accumulators differ between ranks (rank %d has %s): "
-                "build the same model with the same arguments on every rank"
-                % (self.rank, layout[:300]))
-
-    @property
-    def bytes_per_update(self):
-        """Bytes each rank contributes to (and receives from) one allreduce."""
-        return self._buffer.nbytes
-
-    @property
-    def buffer(self):
-        """The contiguous allreduce buffer (read-only use, for inspection)."""
-        return self._buffer
-
-    # -- delegation -----------------------------------------------------
-    def __getattr__(self, name):
-        # Everything not distributed (params, learning_rate, samples, ...)
-        # is the wrapped accumulator's; samples/tokens are this rank's share
-        # until apply().
-        if name == "accumulator":
-            raise AttributeError(name)
-        return getattr(self.accumulator, name)
-
-    def accumulate(self, *arrays):
-        """Add this rank's share: see ``GradientAccumulator.accumulate``.
-
-        The arrays are checked once, by the wrapped accumulator.
-        """
-        return self.accumulator.accumulate(*arrays)
-
-    def reset(self):
-        """Discard this rank's share of the open window (not collective).
-
-        Every rank must discard the same window (e.g. the partial window
-        at the end of an epoch, which every rank sees end at the same
-        batch); see ``GradientAccumulator.reset``.
-        """
-        self.accumulator.reset()
-
-    # -- collectives ----------------------------------------------------
-    def broadcast_parameters(self):
-        """Copy the root's whole accumulator state to every rank (collective).
-
-        Parameters, optimizer state, accumulators, counters and
-        hyper-parameters: everything ``state()`` holds.  Call it once after
-        building (or after the root loaded a checkpoint) and before the
-        first :meth:`accumulate`.
-
-        Returns
-        -------
-        None
-        """
-        state = self.accumulator.state() if self.rank == self.root else None
-        state = broadcast_arrays(state, self.comm, self.root)
-        if self.rank != self.root:
-            self.accumulator.load_state(state)
-
-    def allreduce(self):
-        """Sum accumulators and counters over all ranks, in place (collective).
-
-        Returns
-        -------
-        AllreduceStats
-            Bytes per rank and seconds spent (copies included).
-
-        Raises
-        ------
-        InputError
-            When a summed counter exceeds the exactly representable integers
-            of the buffer's dtype.
-        """
-        waited = wait_for_all(self.comm) if self.polite else 0.0
-        start = time.perf_counter()
-        buffer = self._buffer
-        for variable, offset, count, _ in self._slices:
-            buffer[offset:offset + count] = np.reshape(
-                variable.get_value(borrow=True), -1)
-        self.comm.Allreduce(self._mpi.IN_PLACE, buffer, op=self._mpi.SUM)
-        for variable, offset, count, _ in self._counter_slices:
-            # Checked before anything changes.  Every rank sees the same
-            # sums, so every rank raises together.
-            if variable.dtype.startswith(("int", "uint")) and count and \
-                    np.max(np.abs(buffer[offset:offset + count])) \
-                    >= self._exact_limit:
-                raise InputError(
-                    "counter %r summed over %d ranks is %r, beyond the exact "
-                    "integers of %s: apply smaller windows" % (
-                        variable.name, self.size,
-                        float(buffer[offset:offset + count].max()),
-                        self.dtype))
-        for variable, offset, count, shape in self._slices:
-            view = buffer[offset:offset + count].reshape(shape)
-            if view.dtype != variable.dtype:
-                view = view.astype(variable.dtype)
-            variable.set_value(view, borrow=True)
-        self.last_allreduce = AllreduceStats(
-            buffer.nbytes, time.perf_counter() - start, waited)
-        return self.last_allreduce
-
-    def apply(self):
-        """Sum over ranks, then apply the averaged update (collective).
-
-        Returns
-        -------
-        ApplyResult
-            The wrapped ``apply``'s result, for the whole window of all
-            ranks; identical on every rank.
-
-        Raises
-        ------
-        Whatever the wrapped ``apply`` raises (e.g. ``NonFiniteError``
-        after too many bad windows), on every rank alike.
-        """
-        self.allreduce()
-        return self.accumulator.apply()
-
-    # -- saved state ----------------------------------------------------
-    def state(self):
-        """This rank's state plus the number of ranks (:data:`SIZE_KEY`).
-
-        Take it right after :meth:`apply`: accumulators and counters are
-        then empty and every rank holds the same state, so the root's state
-        is the state of the run.
-
-        Returns
-        -------
-        dict of str -> numpy.ndarray
-        """
-        state = dict(self.accumulator.state())
-        state[SIZE_KEY] = np.array(self.size, dtype=np.int64)
-        return state
-
-    def load_state(self, state):
-        """Load a state saved by :meth:`state` with the same number of ranks.
-
-        Parameters
-        ----------
-        state : dict of str -> array
-
-        Raises
-        ------
-        IncompatibleStateError
-            When the state was saved by a different number of ranks (or by
-            a run that was not distributed), naming both numbers; or
-            whatever the wrapped ``load_state`` raises.
-        """
-        state = dict(state)
-        saved = state.pop(SIZE_KEY, None)
-        check_resume(None if saved is None else int(np.asarray(saved)),
-                     self.size)
-        self.accumulator.load_state(state)
+``samples``, ``tokens`` and ``skipped`` are the window's counts and ``loss``
+its summed loss (not yet divided), over every rank's share.  ``bytes`` is
+the size of the buffer every rank contributed (and received; 0 without
+MPI), ``seconds`` the wall time of copy in, ``MPI_Allreduce`` and copy
+out, ``wait_seconds`` the time spent before it waiting for the slowest rank
+to finish its share (load imbalance, not communication)."""
 
 
 def check_resume(saved_size, size):
@@ -348,25 +80,164 @@ def check_resume(saved_size, size):
                 "" if saved > 1 else ", or without mpirun"))
 
 
+def _reduced_variables(accumulator):
+    """The shared variables whose values are summed over ranks before apply.
+
+    Every accumulator, then every counter the accumulate function adds to
+    (samples, tokens, skipped samples, summed loss):
+    ``accumulator.counter_variables``.
+    """
+    accumulators = list(accumulator.accumulators)
+    counters = getattr(accumulator, "counter_variables", None)
+    if counters is None:
+        raise InputError(
+            "allreduce_window needs an accumulator that lists the "
+            "counters its accumulate function adds to (attribute "
+            "'counter_variables'); got a %s, which has none"
+            % type(accumulator).__name__)
+    if isinstance(counters, dict):
+        counters = list(counters.values())
+    return accumulators + list(counters)
+
+
+class _WindowReducer(object):
+    """One accumulator's all-reduce: its layout and its contiguous buffer.
+
+    One ``MPI_Allreduce(MPI_IN_PLACE, buffer, MPI_SUM)`` sums all
+    accumulators and all counters (samples, tokens, summed loss, skipped
+    non-finite samples) of all ranks, in place in the accumulator's shared
+    variables, so that its compiled ``apply`` runs on the sums.  Since every
+    rank starts from the same state and applies the same sums, all ranks
+    stay identical, and the update equals that of one process accumulating
+    the whole window (up to the order of the floating-point sums).
+
+    Notes
+    -----
+    The buffer is allocated once, with the dtype of the accumulators
+    (``floatX``); its size is what each rank sends per update.  On the CPU,
+    the all-reduce is one memcpy per variable into the buffer
+    (``get_value(borrow=True)`` gives Theano's own arrays, no copy), the
+    in-place ``MPI_Allreduce``, and one memcpy back (``set_value(borrow=
+    True)`` hands Theano a view of the buffer).  On a GPU with a CUDA-aware
+    MPI the buffer could be a ``pygpu`` array and stay on the device; this
+    module implements the CPU path only.  A communicator that moves no data
+    (:class:`~.comm.OneProcess`) gets no buffer: one rank's window is its
+    own sum.
+
+    Integer counters travel in the floating-point buffer.  They are exact
+    up to ``2**24`` (float32) or ``2**53`` (float64) per window; a larger
+    sum raises :class:`~lstm_accum.exceptions.InputError` rather than
+    silently rounding.  The summed loss (a float64 counter) is rounded to
+    the buffer's dtype: with float32 the reported window loss keeps about 7
+    significant digits; gradients and updates are unaffected.
+    """
+
+    def __init__(self, accumulator, comm, polite=True):
+        self.accumulator = accumulator
+        self.comm = comm
+        self.polite = bool(polite)
+        self._variables = _reduced_variables(accumulator)
+        dtypes = {str(v.dtype) for v in accumulator.accumulators}
+        if not dtypes:
+            raise InputError("the accumulator has no accumulators to reduce")
+        self.dtype = np.result_type(*sorted(dtypes))
+        if self.dtype.kind != "f":
+            raise InputError("accumulators must be floating point, got %s"
+                             % sorted(dtypes))
+        self._exact_limit = 2.0 ** (np.finfo(self.dtype).nmant + 1)
+        self._slices = []
+        offset = 0
+        for variable in self._variables:
+            shape = np.shape(variable.get_value(borrow=True))
+            count = int(np.prod(shape, dtype=np.int64))
+            self._slices.append((variable, offset, count, shape))
+            offset += count
+        self._buffer = np.zeros(offset if comm.moves_data else 0,
+                                dtype=self.dtype)
+        self._counter_slices = self._slices[len(accumulator.accumulators):]
+        # The other ranks may still be compiling: wait without spinning.
+        comm.wait_for_all()
+        self._check_same_layout()
+
+    def _check_same_layout(self):
+        """All ranks must reduce the same variables with the same shapes."""
+        layout = json.dumps([[v.name, str(v.dtype), list(shape)]
+                             for v, _, _, shape in self._slices])
+        crc = zlib.crc32(layout.encode("utf-8"))
+        bounds = np.array([crc, -crc], dtype=np.int64)
+        self.comm.allreduce(bounds, op="max")
+        if bounds[0] != crc or -bounds[1] != crc:
+            # Every rank sees the same max/min, so every rank raises.
+            raise InputError(
+                "the accumulators differ between ranks (rank %d has %s): "
+                "build the same model with the same arguments on every rank"
+                % (self.comm.rank, layout[:300]))
+
+    def allreduce(self):
+        """Sum accumulators and counters over all ranks, in place.
+
+        Returns
+        -------
+        WindowSums
+        """
+        waited = self.comm.wait_for_all() if self.polite else 0.0
+        start = time.perf_counter()
+        if self.comm.moves_data:
+            self._sum_in_buffer()
+        acc = self.accumulator
+        return WindowSums(acc.samples, acc.tokens,
+                          float(acc.window.loss.get_value()), acc.skipped,
+                          self._buffer.nbytes,
+                          time.perf_counter() - start, waited)
+
+    def _sum_in_buffer(self):
+        buffer = self._buffer
+        for variable, offset, count, _ in self._slices:
+            buffer[offset:offset + count] = np.reshape(
+                variable.get_value(borrow=True), -1)
+        self.comm.allreduce(buffer)
+        for variable, offset, count, _ in self._counter_slices:
+            # Checked before anything changes.  Every rank sees the same
+            # sums, so every rank raises together.
+            if variable.dtype.startswith(("int", "uint")) and count and \
+                    np.max(np.abs(buffer[offset:offset + count])) \
+                    >= self._exact_limit:
+                raise InputError(
+                    "counter %r summed over %d ranks is %r, beyond the exact "
+                    "integers of %s: apply smaller windows" % (
+                        variable.name, self.comm.size,
+                        float(buffer[offset:offset + count].max()),
+                        self.dtype))
+        for variable, offset, count, shape in self._slices:
+            view = buffer[offset:offset + count].reshape(shape)
+            if view.dtype != variable.dtype:
+                view = view.astype(variable.dtype)
+            variable.set_value(view, borrow=True)
+
+
 class Distributed(object):
-    """The hooks a training loop calls, with or without MPI.
+    """The calls a training loop makes, with or without MPI.
 
     ``Distributed(enabled=False)`` (or no MPI launcher) is a single process:
-    rank 0 of 1, ``shard`` returns its argument, ``wrap`` returns the
-    accumulator itself, and mpi4py is never imported.  Enabled, it uses
-    ``MPI.COMM_WORLD``.
+    rank 0 of 1 on a :class:`~.comm.OneProcess` communicator whose
+    collectives do nothing, ``shard`` returns its argument, and mpi4py is
+    never imported.  Enabled, it uses ``MPI.COMM_WORLD``.
 
-    The loop then needs exactly four changes:
+    A training loop, the same with one process or many:
 
-    1. build the accumulator as usual, then ``acc = dist.wrap(acc)`` --
-       this broadcasts rank 0's parameters and optimizer state (after rank
-       0 loaded a checkpoint, if resuming: see :meth:`check_resume`);
+    1. build the accumulator as usual, then
+       ``dist.broadcast_parameters(acc)``: every rank now holds rank 0's
+       parameters and optimizer state (after rank 0 loaded a checkpoint, if
+       resuming: see :func:`check_resume`);
     2. every rank plans the same epoch and cuts the same windows; each rank
        accumulates only its items: ``dist.shard(window)``, or the
        minibatches ``b`` (numbered in the epoch's plan) with
        ``dist.owns(b)`` -- the same rule, item ``i`` belongs to rank
        ``i % size`` (:func:`~lstm_accum.accumulation.sharding.shard_owner`);
-    3. ``acc.apply()`` as before: it allreduces first;
+       ``acc.samples`` and ``acc.tokens`` count this rank's share;
+    3. ``sums = dist.allreduce_window(acc)`` then ``acc.apply()``: the
+       accumulator now holds the window's sums over all ranks (``sums``
+       says how much), and ``apply`` averages and resets them;
     4. only ``if dist.is_root:`` write checkpoints, metrics, plots and
        print; and take checkpoints right after ``apply`` (validation time).
 
@@ -378,23 +249,23 @@ class Distributed(object):
         process was started by ``mpirun`` with more than one rank.
     comm : mpi4py communicator, optional
         Default ``MPI.COMM_WORLD``.
+
+    Attributes
+    ----------
+    comm : OneProcess or MPICommunicator
+    rank, size : int
     """
 
     def __init__(self, enabled=None, comm=None):
         if enabled is None:
             enabled = comm is not None or (mpirun_world_size() or 1) > 1
         self.enabled = bool(enabled)
-        if self.enabled:
-            mpi = require_mpi()
-            self.comm = mpi.COMM_WORLD if comm is None else comm
-            self.rank = self.comm.Get_rank()
-            self.size = self.comm.Get_size()
-            if self.size > 1:
-                install_abort_on_exception(self.comm)
-        else:
-            self.comm = None
-            self.rank = 0
-            self.size = 1
+        self.comm = MPICommunicator(comm) if self.enabled else OneProcess()
+        self.rank = self.comm.rank
+        self.size = self.comm.size
+        if self.size > 1:
+            install_abort_on_exception(self.comm.mpi_comm)
+        self._reducers = {}
 
     @property
     def is_root(self):
@@ -445,8 +316,48 @@ class Distributed(object):
             return items[index]
         return [items[i] for i in index]
 
-    def wrap(self, accumulator):
-        """A :class:`DistributedAccumulator` in sync with rank 0 (collective).
+    def _reducer(self, accumulator):
+        # Built at the first collective call with this accumulator (every
+        # rank makes it at the same point), then kept with its buffer.
+        reducer = self._reducers.get(id(accumulator))
+        if reducer is None or reducer.accumulator is not accumulator:
+            reducer = _WindowReducer(accumulator, self.comm)
+            self._reducers[id(accumulator)] = reducer
+        return reducer
+
+    def broadcast_parameters(self, accumulator):
+        """Copy rank 0's whole accumulator state to every rank (collective).
+
+        Parameters, optimizer state, accumulators, counters and
+        hyper-parameters: everything ``state()`` holds.  Call it once after
+        building (or after rank 0 loaded a checkpoint) and before the
+        first ``accumulate``.  It first checks that every rank built the
+        same accumulator.  Nothing happens in a single process.
+
+        Parameters
+        ----------
+        accumulator : GradientAccumulator
+
+        Raises
+        ------
+        InputError
+            When the ranks' accumulators do not have the same layout.
+        """
+        self._reducer(accumulator)
+        if not self.comm.moves_data:
+            return
+        state = accumulator.state() if self.is_root else None
+        state = self.comm.broadcast_arrays(state)
+        if not self.is_root:
+            accumulator.load_state(state)
+
+    def allreduce_window(self, accumulator):
+        """Sum the window over all ranks, in place, before ``apply`` (collective).
+
+        One ``MPI_Allreduce`` over one preallocated buffer sums every
+        accumulator and every counter of ``accumulator`` across ranks; call
+        ``accumulator.apply()`` right after, on every rank.  In a single
+        process nothing moves: the window is its own sum.
 
         Parameters
         ----------
@@ -454,48 +365,39 @@ class Distributed(object):
 
         Returns
         -------
-        DistributedAccumulator or GradientAccumulator
-            The accumulator itself when not distributed.
+        WindowSums
+            The window's counts and summed loss over all ranks, the bytes
+            sent and the seconds spent; the same on every rank.
+
+        Raises
+        ------
+        InputError
+            When a summed counter exceeds the exactly representable integers
+            of the buffer's dtype (windows that large: apply smaller ones).
         """
-        if not self.enabled:
-            return accumulator
-        wrapped = DistributedAccumulator(accumulator, self.comm)
-        wrapped.broadcast_parameters()
-        return wrapped
+        return self._reducer(accumulator).allreduce()
 
     def abort(self, status=1):
-        """End every rank now with exit ``status`` (nothing when single).
+        """End every rank now with exit ``status`` (``SystemExit`` when single).
 
         Use it instead of ``sys.exit`` for an error only some ranks may have
         seen (e.g. rank 0 could not write a checkpoint): a rank that merely
         exits leaves the others waiting forever in their next collective.
         """
-        exit_all(status)
-
-    def check_resume(self, saved_size):
-        """Raise IncompatibleStateError unless ``saved_size`` ranks == ours.
-
-        Parameters
-        ----------
-        saved_size : int or None
-            ``state[SIZE_KEY]`` of the checkpoint (None when absent).
-        """
-        check_resume(saved_size, self.size)
+        self.comm.abort(status)
 
     def broadcast_arrays(self, arrays):
         """Rank 0's dict of arrays on every rank (collective; no pickle).
 
         For a checkpoint that only rank 0 can read, or any other state the
-        ranks must share (RNG state, iterator position).
+        ranks must share (RNG state, iterator position).  The other ranks'
+        ``arrays`` are ignored.
         """
-        if not self.enabled:
-            return dict(arrays)
-        return broadcast_arrays(arrays if self.is_root else None, self.comm)
+        return self.comm.broadcast_arrays(arrays)
 
     def barrier(self):
-        """Wait for every rank (collective; nothing when not distributed)."""
-        if self.enabled:
-            self.comm.Barrier()
+        """Wait for every rank (collective; nothing when single)."""
+        self.comm.barrier()
 
     def all_agree(self, flag):
         """True on every rank iff ``flag`` is true on every rank (collective).
@@ -524,7 +426,4 @@ class Distributed(object):
         numpy.ndarray of float64
         """
         values = np.array(values, dtype=np.float64).reshape(-1)
-        if self.enabled:
-            mpi = require_mpi()
-            self.comm.Allreduce(mpi.IN_PLACE, values, op=mpi.SUM)
-        return values
+        return self.comm.allreduce(values)

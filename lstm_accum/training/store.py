@@ -8,15 +8,18 @@ the run resuming it), what a checkpoint older than a setting implies
 (:data:`ABSENT_FROM_OLD_CHECKPOINTS`), the arrays a checkpoint holds and
 their restore. The file format itself is :mod:`lstm_accum.checkpoint`.
 
-Array keys: ``model/<param>``, ``acc/<accumulator state key>``,
+Array keys: ``model/<param>``, ``acc/<accumulator state key>`` (and, under
+MPI, ``acc/distributed/size``: the number of ranks),
 ``rng/<i>.<layer>/rstate`` and ``rng/<i>.<layer>/<j>`` (dropout streams),
 ``data/train_target_counts``.
 """
 import os
 import time
 
+import numpy as np
+
 from .. import checkpoint as ckpt
-from ..accumulation import SIZE_KEY
+from ..accumulation import SIZE_KEY, check_resume
 from ..data import Vocabulary
 from ..exceptions import CheckpointError, IncompatibleStateError, InputError
 from .pause import pause_point
@@ -25,6 +28,7 @@ from .settings import RESUMABLE_CHANGES, SETTINGS
 from ..version import __version__
 
 __all__ = ["CheckpointStore", "run_identity", "state_arrays",
+           "accumulator_arrays", "load_accumulator_arrays",
            "checkpoint_metadata", "restore_state", "settings_for_resume",
            "saved_settings", "ABSENT_FROM_OLD_CHECKPOINTS"]
 
@@ -255,26 +259,78 @@ def _pause_in_write():
     pause_point("checkpoint-write")
 
 
-def state_arrays(model, acc, train_target_counts):
+def state_arrays(model, acc, train_target_counts, dist):
     """All arrays a checkpoint holds.
 
     Parameters
     ----------
     model : LanguageModel
-    acc : GradientAccumulator or DistributedAccumulator
+    acc : GradientAccumulator
     train_target_counts : numpy.ndarray
         Target counts of the training split (for the unigram baseline of
         ``lstm-accum eval`` on any corpus).
+    dist : Distributed
+        Its number of ranks is recorded (see :func:`accumulator_arrays`).
 
     Returns
     -------
     dict of str -> numpy.ndarray
     """
     arrays = {"model/" + k: v for k, v in model.param_values().items()}
-    arrays.update(("acc/" + k, v) for k, v in acc.state().items())
+    arrays.update(accumulator_arrays(acc, dist))
     arrays.update(model.rng_state())
     arrays["data/train_target_counts"] = train_target_counts
     return arrays
+
+
+def accumulator_arrays(acc, dist):
+    """The accumulator's state under ``acc/``, with the number of ranks.
+
+    Take it right after ``apply``: accumulators and counters are then
+    empty and every rank holds the same state, so rank 0's state is the
+    state of the run.
+
+    Parameters
+    ----------
+    acc : GradientAccumulator
+    dist : Distributed
+        Under MPI, ``acc/`` + :data:`SIZE_KEY` records its number of ranks;
+        a run without MPI records none (read as one), so its checkpoints
+        are what they always were.
+
+    Returns
+    -------
+    dict of str -> numpy.ndarray
+    """
+    arrays = {"acc/" + k: v for k, v in acc.state().items()}
+    if dist.enabled:
+        arrays["acc/" + SIZE_KEY] = np.array(dist.size, dtype=np.int64)
+    return arrays
+
+
+def load_accumulator_arrays(arrays, acc, dist):
+    """Load what :func:`accumulator_arrays` saved, on as many ranks.
+
+    Parameters
+    ----------
+    arrays : mapping of str -> array
+        A checkpoint's arrays (keys other than ``acc/...`` are ignored).
+    acc : GradientAccumulator
+    dist : Distributed
+
+    Raises
+    ------
+    IncompatibleStateError
+        When the checkpoint was written by another number of ranks
+        (:func:`~lstm_accum.accumulation.check_resume`, which names both),
+        or as ``acc.load_state`` says; then nothing was changed.
+    """
+    state = {k[len("acc/"):]: v for k, v in arrays.items()
+             if k.startswith("acc/")}
+    saved = state.pop(SIZE_KEY, None)
+    check_resume(None if saved is None else int(np.asarray(saved)),
+                 dist.size)
+    acc.load_state(state)
 
 
 def checkpoint_metadata(config, model, data, corpus_sha256, floatX,
@@ -316,7 +372,7 @@ def restore_state(saved, model, acc, dist):
     ----------
     saved : Checkpoint
     model : LanguageModel
-    acc : GradientAccumulator or DistributedAccumulator
+    acc : GradientAccumulator
     dist : Distributed
         Its number of ranks must equal the checkpoint's.
 
@@ -339,9 +395,6 @@ def restore_state(saved, model, acc, dist):
     except InputError as err:
         raise IncompatibleStateError("checkpoint %s does not fit the "
                                      "model: %s" % (saved.path, err))
-    acc_state = {k[len("acc/"):]: v for k, v in arrays.items()
-                 if k.startswith("acc/")}
-    dist.check_resume(acc_state.get(SIZE_KEY))
-    acc.load_state(acc_state)
+    load_accumulator_arrays(arrays, acc, dist)
     model.set_rng_state(arrays)
     return RunState.from_dict(saved.metadata["counters"])

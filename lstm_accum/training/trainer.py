@@ -154,7 +154,7 @@ class Trainer(object):
     ----------
     config, data, vocab, model, acc, dist, state
         Settings, the run's data and vocabulary, the model, its accumulator
-        (MPI-wrapped when distributed), the ranks, the :class:`RunState`.
+        (this rank's share of the window), the ranks, the :class:`RunState`.
     store, reporter, windows, schedule
         The parts the loop calls.
 
@@ -197,10 +197,10 @@ class Trainer(object):
         self.data = RunData(config, self.store.vocabulary(saved))
         self.vocab = self.data.vocab
         self.cadence = ValidationCadence.from_config(config, self.data.valid)
-        self.model, acc = build_parts(config, len(self.vocab), model,
-                                      accumulator)
+        self.model, self.acc = build_parts(config, len(self.vocab), model,
+                                           accumulator)
         # Rank 0's weights and optimizer state on every rank (collective).
-        self.acc = self.dist.wrap(acc)
+        self.dist.broadcast_parameters(self.acc)
         # what run() keeps while it runs: seconds spent on the open window,
         # whether the last window was applied, the start time, the guard
         self._window_time, self._last_applied = 0.0, True
@@ -219,7 +219,8 @@ class Trainer(object):
         dict of str -> numpy.ndarray
         """
         return state_arrays(self.model, self.acc,
-                            target_counts(self.data.train, len(self.vocab)))
+                            target_counts(self.data.train, len(self.vocab)),
+                            self.dist)
 
     def state_metadata(self):
         """The JSON part of a checkpoint (configuration, vocabulary, ...)."""
@@ -362,6 +363,7 @@ class Trainer(object):
     def _do_update(self):
         c, s = self.config, self.state
         t0 = time.time()
+        self.dist.allreduce_window(self.acc)   # every rank's share summed
         res = self.acc.apply()     # NonFiniteError propagates to run()
         self._window_time += time.time() - t0
         self._tick()
