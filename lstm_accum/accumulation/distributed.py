@@ -252,7 +252,7 @@ class Distributed(object):
 
     Attributes
     ----------
-    comm : OneProcess or MPICommunicator
+    comm : lstm_accum.accumulation.comm.OneProcess or lstm_accum.accumulation.comm.MPICommunicator
     rank, size : int
     """
 

@@ -68,19 +68,21 @@ class SentenceScores:
 
     Attributes
     ----------
-    log_probs : numpy.ndarray of float64, shape (n,)
-        Each sentence's total natural log-probability (its scored targets).
-    words : numpy.ndarray of int64, shape (n,)
-        Words of each sentence (``</s>`` not included).
-    unks : numpy.ndarray of int64, shape (n,)
-        Of them, words that are ``<unk>`` (outside the vocabulary).
-    pieces : numpy.ndarray of int64, shape (n,)
-        Sequences each sentence was scored as (1; more when it was longer
+    log_probs : numpy.ndarray
+        float64 ``(n,)``: each sentence's total natural log-probability
+        (its scored targets).
+    words : numpy.ndarray
+        int64 ``(n,)``: words of each sentence (``</s>`` not included).
+    unks : numpy.ndarray
+        int64 ``(n,)``: of them, words that are ``<unk>`` (outside the
+        vocabulary).
+    pieces : numpy.ndarray
+        int64 ``(n,)``: sequences each sentence was scored as (1; more when it was longer
         than ``max_length``): its number of ``</s>`` targets.
     unk : str
         The convention used (:data:`UNK_CONVENTIONS`).
-    word_log_probs : list of numpy.ndarray of float64, or None
-        With ``word_scores=True``: for each sentence, the natural
+    word_log_probs : list of numpy.ndarray, or None
+        With ``word_scores=True``: for each sentence, the float64 natural
         log-probability of each target in order (each piece's words, then
         its ``</s>``), ``nan`` where an ``<unk>`` target is not scored
         (``unk='exclude'``).
@@ -158,8 +160,9 @@ def score_sentences(model, sentences, vocab=None, word_scores=False,
         gives with ``batching='bucket'``) runs whole minibatches; one built
         with ``'sample'`` runs one sentence per call.
     sentences : sequence of str or of integer arrays
-        Text (tokenized as the reader does: :func:`~lstm_accum.data.
-        tokenize`) or word ids (``<s>``/``</s>`` not included).
+        Text (tokenized as the reader does:
+        :func:`~lstm_accum.data.tokenize`) or word ids (``<s>``/``</s>``
+        not included).
     vocab : Vocabulary, optional
         Needed for text.
     word_scores : bool
