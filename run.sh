@@ -214,7 +214,7 @@ ensure_device_venv() {
     "$VENV/bin/python" "${PIP[@]}" "${pipsrc[@]}" --no-deps \
         Theano==1.0.5 Lasagne==0.1
     "$VENV/bin/python" "${PIP[@]}" "${pipsrc[@]}" -c "$cons" \
-        tqdm matplotlib pytest hypothesis psutil
+        tqdm matplotlib pytest pytest-xdist hypothesis psutil
     "$VENV/bin/python" "${PIP[@]}" "${pipsrc[@]}" --no-deps \
         --no-build-isolation -e .
     echo "$want" > "$stamp"
@@ -252,15 +252,19 @@ test_device() {
     ensure_device_packages "$device"
     ensure_device_venv
     export LSTM_ACCUM_CORETYPE=off
+    # Two workers: the models of one mode compile in one of them
+    # (tests/device/conftest.py groups them), the slow part of this leg.
     THEANO_FLAGS=$(device_flags "$device") LSTM_ACCUM_TEST_DEVICE=$device \
-        "$VENV/bin/python" -m pytest tests/device "$@"
+        "$VENV/bin/python" -m pytest -n 2 --dist loadgroup tests/device "$@"
 }
 
 gather_device() {
     local dir=${1:?usage: ./run.sh gather-device DIR [DEVICE]} device=${2:-cuda0}
-    local pkgs py=/usr/bin/python3
+    local pkgs py
     check_device_name "$device"
     ensure_device_packages "$device"
+    ensure_device_venv                  # its pip (Debian's python has none)
+    py=$VENV/bin/python
     mkdir -p "$dir/debs" "$dir/wheels"
     dir=$(cd "$dir" && pwd)
     pkgs=$(apt-cache depends --recurse --no-recommends --no-suggests \
@@ -274,7 +278,8 @@ gather_device() {
         -w "$dir/wheels" Theano==1.0.5 Lasagne==0.1
     device_constraints "$py" > "$dir/constraints-device.txt"
     "$py" -m pip download -q --disable-pip-version-check -d "$dir/wheels" \
-        -c "$dir/constraints-device.txt" tqdm matplotlib pytest hypothesis psutil
+        -c "$dir/constraints-device.txt" tqdm matplotlib pytest pytest-xdist \
+        hypothesis psutil
     echo "gathered in $dir; on the offline machine, as root:" >&2
     echo "  LSTM_ACCUM_OFFLINE=$dir ./run.sh verify-device $device" >&2
 }

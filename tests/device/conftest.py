@@ -39,42 +39,73 @@ def cpu_env(**extra):
     return env
 
 
-@pytest.fixture(scope="session")
-def reference_process(tmp_path_factory):
-    """The CPU run of every scenario, started now, read when needed."""
-    path = str(tmp_path_factory.mktemp("cpu") / "reference.npz")
-    log = open(path + ".log", "w+")
-    proc = subprocess.Popen(
-        [sys.executable, os.path.join(HERE, "reference.py"), path],
-        env=cpu_env(), stdout=log, stderr=subprocess.STDOUT)
-    return proc, log, path
+class CpuReference(object):
+    """The CPU runs of the scenarios, one subprocess per mode, started when
+    a mode is first needed (its device side compiles meanwhile)."""
+
+    def __init__(self, directory):
+        self.directory = directory
+        self.running = {}
+        self.done = {}
+
+    def start(self, mode):
+        name = scenarios.mode_name(mode)
+        if name in self.running or name in self.done:
+            return
+        path = os.path.join(self.directory, name + ".npz")
+        log = open(path + ".log", "w+")
+        proc = subprocess.Popen(
+            [sys.executable, os.path.join(HERE, "reference.py"), path, name],
+            env=cpu_env(), stdout=log, stderr=subprocess.STDOUT)
+        self.running[name] = (proc, log, path)
+
+    def __call__(self, mode):
+        """The arrays of ``mode``'s CPU run, by ``reference.py``'s keys."""
+        name = scenarios.mode_name(mode)
+        if name not in self.done:
+            self.start(mode)
+            proc, log, path = self.running.pop(name)
+            proc.wait(timeout=1800)
+            log.seek(0)
+            assert proc.returncode == 0, "the CPU run of %s failed:\n%s" % (
+                name, log.read()[-3000:])
+            with np.load(path) as data:
+                self.done[name] = dict(data)
+        return self.done[name]
 
 
 @pytest.fixture(scope="session")
-def cpu_reference(reference_process):
-    proc, log, path = reference_process
-    proc.wait(timeout=1800)
-    log.seek(0)
-    assert proc.returncode == 0, "the CPU reference run failed:\n%s" % (
-        log.read()[-3000:])
-    with np.load(path) as data:
-        return dict(data)
+def cpu_reference(tmp_path_factory):
+    return CpuReference(str(tmp_path_factory.mktemp("cpu")))
 
 
 class Compiled(object):
-    """The :class:`scenarios.Scenario` of each mode, built at first use."""
+    """The :class:`scenarios.Scenario` of each mode, built at first use
+    (the mode's CPU run starts first, in a subprocess)."""
 
-    def __init__(self):
+    def __init__(self, reference):
+        self.reference = reference
         self.by_mode = {}
 
     def __call__(self, mode):
         if mode not in self.by_mode:
+            self.reference.start(mode)
             self.by_mode[mode] = scenarios.Scenario(mode)
         return self.by_mode[mode]
 
 
 @pytest.fixture(scope="session")
-def compiled(reference_process):
-    # Depends on reference_process so that the CPU run starts first and
-    # overlaps with the device's compilation.
-    return Compiled()
+def compiled(cpu_reference):
+    return Compiled(cpu_reference)
+
+
+def pytest_collection_modifyitems(items):
+    """Under pytest-xdist (``-n 2 --dist loadgroup``) the tests of one mode
+    run in one worker, which compiles that mode once: the ``mode`` or
+    ``mode,rule`` parameter names the group; other tests group by file."""
+    for item in items:
+        params = getattr(item, "callspec", None)
+        mode = params.params.get("mode") if params else None
+        group = scenarios.mode_name(mode) if mode is not None \
+            else os.path.basename(item.fspath)
+        item.add_marker(pytest.mark.xdist_group(group))

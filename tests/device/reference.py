@@ -1,7 +1,9 @@
 """Run every scenario of ``scenarios.py`` on the CPU and save the states.
 
-Usage: ``THEANO_FLAGS=device=cpu python reference.py OUT.npz``.  The device
-tests run it in a subprocess (Theano's device is fixed per process).
+Usage: ``THEANO_FLAGS=device=cpu python reference.py OUT.npz [MODE...]``
+(modes as ``scenarios.key`` names them: ``question``, ``ids-bucket``...;
+default all).  The device tests run it in a subprocess per mode (Theano's
+device is fixed per process).
 
 ``reference.py --roundtrip MODE IN.npz OUT.npz`` loads an accumulator's
 state (taken on the device) into that mode's accumulator on the CPU and
@@ -24,10 +26,14 @@ def check_cpu():
                  % backend.theano.config.device)
 
 
-def main(path):
+def parse_mode(name):
+    return name if name == "question" else tuple(name.split("-"))
+
+
+def main(path, modes=()):
     check_cpu()
     arrays = {}
-    for mode in scenarios.all_modes():
+    for mode in [parse_mode(m) for m in modes] or scenarios.all_modes():
         scenario = scenarios.Scenario(mode)
         for rule in scenarios.RULES:
             states, results = scenario.run(rule)
@@ -44,8 +50,7 @@ def main(path):
 
 def roundtrip(mode, source, target):
     check_cpu()
-    mode = tuple(mode.split("-")) if mode != "question" else mode
-    acc = scenarios.Scenario(mode).acc
+    acc = scenarios.Scenario(parse_mode(mode)).acc
     with np.load(source) as state:
         acc.load_state(dict(state))
     np.savez(target, **acc.state())
@@ -55,4 +60,4 @@ if __name__ == "__main__":
     if sys.argv[1] == "--roundtrip":
         roundtrip(*sys.argv[2:5])
     else:
-        main(sys.argv[1])
+        main(sys.argv[1], sys.argv[2:])

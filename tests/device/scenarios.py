@@ -139,9 +139,12 @@ def batching_of(mode):
     return ("onehot", "sample") if mode == "question" else mode
 
 
+def mode_name(mode):
+    return mode if mode == "question" else "-".join(mode)
+
+
 def key(mode, rule):
-    name = mode if mode == "question" else "-".join(mode)
-    return "%s-%s" % (name, rule)
+    return "%s-%s" % (mode_name(mode), rule)
 
 
 def all_modes():
