@@ -9,6 +9,15 @@ import sys
 import numpy as np
 import pytest
 
+# Each pytest-xdist worker keeps its own pocl kernel cache: two processes
+# building the same OpenCL program at once can fail in a shared one
+# ("clBuildProgram: Unknown error").  Set before the device opens.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["POCL_CACHE_DIR"] = "%s-%s" % (
+        os.environ.get("POCL_CACHE_DIR")
+        or os.path.join(os.path.expanduser("~"), ".cache", "pocl"),
+        os.environ["PYTEST_XDIST_WORKER"])
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 for path in (HERE, ROOT):
@@ -16,16 +25,23 @@ for path in (HERE, ROOT):
         sys.path.insert(0, path)
 
 import scenarios  # noqa: E402
-from lstm_accum.backend import theano  # noqa: E402
+from lstm_accum.backend import opencl, theano  # noqa: E402
+
+# Theano marks the environment once it opened the device, so that a forked
+# child does not use the parent's context.  The pytest-xdist workers and
+# the processes these tests start are new programs (exec), which open
+# their own: they must not inherit the mark.
+os.environ.pop("THEANO_GPU_IS_ALREADY_ACTIVE", None)
 
 
 def pytest_configure(config):
     wanted = os.environ.get("LSTM_ACCUM_TEST_DEVICE", "")
     device = theano.config.device
-    if not wanted or device != wanted or device == "cpu":
+    if not wanted or device != wanted or not opencl.gpu_contexts(theano):
         raise pytest.UsageError(
-            "the device tests need THEANO_FLAGS=device=%s (Theano runs on "
-            "%r); run them with ./run.sh test --device %s"
+            "the device tests need THEANO_FLAGS=device=%s and that device "
+            "open (Theano runs on %r; see its error above); run them with "
+            "./run.sh test --device %s"
             % (wanted or "DEV", device, wanted or "DEV"))
 
 
@@ -99,6 +115,7 @@ def compiled(cpu_reference):
     return Compiled(cpu_reference)
 
 
+@pytest.hookimpl(tryfirst=True)   # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items):
     """Under pytest-xdist (``-n 2 --dist loadgroup``) the tests of one mode
     run in one worker, which compiles that mode once: the ``mode`` or

@@ -44,7 +44,7 @@ def close(device, cpu):
 @pytest.fixture(scope="session")
 def runs(compiled):
     """Each case run twice from the same start, at its first use:
-    ``runs(mode, rule) -> (states, states, results, results)``."""
+    ``runs(mode, rule) -> (states, results, states, results)``."""
     done = {}
 
     def get(mode, rule):
@@ -60,7 +60,7 @@ def runs(compiled):
 def test_equals_the_cpu_within_float32_rounding(runs, cpu_reference, mode,
                                                 rule):
     name = scenarios.key(mode, rule)
-    states, _, results, _ = runs(mode, rule)
+    states, results, _, _ = runs(mode, rule)
     reference = cpu_reference(mode)
     checked = 0
     for i, state in enumerate(states):
@@ -76,7 +76,7 @@ def test_equals_the_cpu_within_float32_rounding(runs, cpu_reference, mode,
 
 @pytest.mark.parametrize("mode,rule", CASES, ids=str)
 def test_the_same_run_twice_gives_the_same_bits(runs, mode, rule):
-    states, again, results, results_again = runs(mode, rule)
+    states, results, again, results_again = runs(mode, rule)
     assert results == results_again
     for one, two in zip(states, again):
         assert one.keys() == two.keys()
