@@ -15,7 +15,8 @@ __all__ = ["Transfer", "transfers", "unexpected_transfers"]
 #: One crossing: ``direction`` is ``'to device'`` or ``'to host'``;
 #: ``name`` the variable's name (or the op that made it); ``ndim`` and
 #: ``dtype`` its type; ``kind`` one of ``'input'`` (an input of the
-#: function), ``'shared'`` (a shared variable: a parameter, accumulator,
+#: function, or a value computed from the inputs alone), ``'shared'`` (a
+#: shared variable: a parameter, accumulator,
 #: counter or optimizer state), ``'constant'`` or ``'computed'``.
 Transfer = collections.namedtuple("Transfer",
                                   ["direction", "name", "ndim", "dtype",
@@ -24,8 +25,12 @@ Transfer = collections.namedtuple("Transfer",
 
 def _describe(variable, inputs):
     from theano.compile import SharedVariable
-    from theano.gof import Constant
-    if variable in inputs:
+    from theano.gof import Constant, graph
+    if variable in inputs or all(
+            v in inputs or isinstance(v, Constant)
+            for v in graph.inputs([variable])):
+        # the call's arrays, or what the host made of them alone (e.g. a
+        # batch of ids flattened for a row lookup)
         kind = "input"
     elif isinstance(variable, SharedVariable):
         kind = "shared"

@@ -23,18 +23,20 @@ def fake_node(kind, dtype="float32"):
 def test_the_softmax_kernel_is_fixed_on_opencl_only():
     from theano.gpuarray import nnet
     op = nnet.GpuCrossentropySoftmaxArgmax1HotWithBias()
-    cuda = op.gpu_kernels(fake_node(b"cuda"), "n")[0].code
-    opencl_code = op.gpu_kernels(fake_node(b"opencl"), "n")[0].code
+    theirs = op.theano_gpu_kernels
     # CUDA: Theano's kernel as it is (declarations inside the row loop)
-    assert cuda == op.theano_gpu_kernels(fake_node(b"cuda"), "n")[0].code
+    cuda = op.gpu_kernels(fake_node(b"cuda"), "n")[0].code
+    assert cuda == theirs(fake_node(b"cuda"), "n")[0].code
     head, loop = cuda.split(opencl._ROW_LOOP)
     assert "LOCAL_MEM" in loop.replace("LOCAL_MEM_ARG", "")
-    # OpenCL: the same lines, the two local declarations before the loop
-    head, loop = opencl_code.split(opencl._ROW_LOOP)
+    # OpenCL: Theano's lines, the two local declarations before the loop
+    original = theirs(fake_node(b"opencl"), "n")[0].code
+    fixed = op.gpu_kernels(fake_node(b"opencl"), "n")[0].code
+    head, loop = fixed.split(opencl._ROW_LOOP)
     assert "LOCAL_MEM" not in loop.replace("LOCAL_MEM_ARG", "")
     assert head.count("LOCAL_MEM ") == 2
-    assert sorted(line.strip() for line in cuda.splitlines()) == sorted(
-        line.strip() for line in opencl_code.splitlines())
+    assert sorted(line.strip() for line in original.splitlines()) == sorted(
+        line.strip() for line in fixed.splitlines())
     # and the compiled module is not the one built from the unfixed kernel
     version = op.c_code_cache_version_apply
     assert version(fake_node(b"opencl")) != version(fake_node(b"cuda"))
@@ -95,7 +97,7 @@ for row in x:
     h = np.tanh(row + h.dot(np.eye(3) * 0.5))
     ref.append(h)
 assert np.allclose(out, ref, atol=1e-6), (out, ref)
-print(scan_loop.status(), float(g.sum()))
+print(scan_loop.status(), float(np.asarray(g).sum()))
 """
 
 
