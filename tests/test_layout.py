@@ -274,3 +274,15 @@ def test_c_lives_in_c_files(trees):
                 if looks_like_c and text.count("\n") > MAX_C_STRING_LINES:
                     found.append("%s:%d" % (rel, node.lineno))
     assert found == [], "C source in Python strings: %s" % found
+
+
+def test_sources_compile_without_warnings():
+    """No invalid escape sequence or other compile-time warning: Python
+    3.12 prints them at the first import from a fresh checkout."""
+    import warnings
+    for rel, path in sorted(modules().items()):
+        with open(path, encoding="utf-8") as f:
+            source = f.read()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            compile(source, path, "exec")

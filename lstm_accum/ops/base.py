@@ -87,7 +87,7 @@ def cxxflags_defaulted():
 
 @functools.lru_cache(maxsize=None)
 def c_sections(name):
-    """The ``#section``\ s of the C file ``c_code/<name>``.
+    """The ``#section`` parts of the C file ``c_code/<name>``.
 
     Parameters
     ----------
