@@ -60,12 +60,10 @@ def transfers(function):
     from theano.gpuarray.basic_ops import GpuFromHost, HostFromGpu
     fgraph = function.maker.fgraph
     # fgraph.inputs are the function's inputs followed by the shared
-    # variables it reads; only the first are what the caller passes.
-    given = set(i.variable for i in function.maker.inputs
-                if not i.implicit)
+    # variables it reads (implicit inputs); only the first are what the
+    # caller passes.
     originals = dict(zip(fgraph.inputs, function.maker.inputs))
-    inputs = {v for v in fgraph.inputs
-              if originals[v].variable in given}
+    inputs = {v for v in fgraph.inputs if not originals[v].implicit}
     shared = {v: originals[v].variable for v in fgraph.inputs
               if originals[v].implicit}
     found = []
@@ -76,9 +74,8 @@ def transfers(function):
             direction, variable = "to host", node.inputs[0]
         else:
             continue
+        # a shared variable is described by the user's variable (its name)
         name, kind = _describe(shared.get(variable, variable), inputs)
-        if variable in shared:
-            kind = "shared"
         found.append(Transfer(direction, name, variable.ndim,
                               variable.dtype, kind))
     return found
