@@ -317,14 +317,19 @@ def _worker(args):
         if cmd["cmd"] == "exit":
             send(rss_kb=_rss_kb())
             return
-        batches, samples, tokens, steps = feeder.window(cmd["n"])
+        # "count" consecutive windows, all drawn before the clock starts and
+        # timed as one block, back to back as training runs them
+        drawn = [feeder.window(cmd["n"]) for _ in range(cmd.get("count", 1))]
         start = time.perf_counter()
-        for arrays in batches:
-            runner.accumulate(*arrays)
-        runner.apply()
+        for batches, _, _, _ in drawn:
+            for arrays in batches:
+                runner.accumulate(*arrays)
+            runner.apply()
         seconds = time.perf_counter() - start
-        send(seconds=seconds, samples=samples, tokens=tokens, steps=steps,
-             calls=len(batches), rss_kb=_rss_kb())
+        send(seconds=seconds, samples=sum(w[1] for w in drawn),
+             tokens=sum(w[2] for w in drawn), steps=sum(w[3] for w in drawn),
+             calls=sum(len(w[0]) for w in drawn), windows=len(drawn),
+             rss_kb=_rss_kb())
 
 
 class Worker(object):
@@ -361,8 +366,11 @@ class Worker(object):
                                % (self.path, self.proc.returncode, tail))
         return json.loads(line)
 
-    def window(self, n):
-        self.proc.stdin.write(json.dumps({"cmd": "window", "n": n}) + "\n")
+    def window(self, n, count=1):
+        """Time `count` consecutive windows of >= `n` sentences as one block
+        (drawn before the clock starts); the worker's reply."""
+        self.proc.stdin.write(json.dumps({"cmd": "window", "n": n,
+                                          "count": count}) + "\n")
         return self._receive()
 
     def close(self):

@@ -21,7 +21,8 @@ import numpy as np
 
 from ..backend import theano, T, lasagne
 from ..ops import (AccumulateIfFinite, accumulate_spec, all_finite, isfinite,
-                   include_simd_elemwise, on_cpu, squared_norm)
+                   include_simd_elemwise, include_team, on_cpu,
+                   squared_norm)
 from .inputs import check_max_norm, check_normalize
 from .window import param_labels
 
@@ -326,7 +327,9 @@ def takes_learning_rate(update):
 
 
 def compile_mode(keep_buffers):
-    """Theano's default mode, keeping intermediate buffers if asked.
+    """Theano's default mode, with the team's rewrite (the products and
+    the loops on one pool of threads, :mod:`lstm_accum.ops.team`), keeping
+    intermediate buffers if asked.
 
     With ``keep_buffers`` the linker keeps intermediate buffers between
     calls (``allow_gc=False``, for the accumulate function only): the large
@@ -334,7 +337,7 @@ def compile_mode(keep_buffers):
     page faults) at every call. Any other mode (a user's DebugMode, a
     non-VM linker) is returned unchanged.
     """
-    mode = theano.compile.mode.get_default_mode()
+    mode = include_team(theano.compile.mode.get_default_mode())
     linker = getattr(mode, "linker", None)
     if keep_buffers and type(mode) is theano.compile.mode.Mode and \
             isinstance(linker, theano.gof.vm.VM_Linker) and linker.allow_gc:

@@ -38,6 +38,7 @@ from ..checks import is_int
 from ..data import BOS_ID, EOS_ID, UNK_ID, Vocabulary, tokenize
 from ..exceptions import InputError
 from ..models import LanguageModel
+from ..ops import include_team
 
 __all__ = ["score_sentences", "SentenceScores", "PerplexitySummary",
            "UNK_CONVENTIONS", "LOG_BASES", "BATCH_SIZE"]
@@ -320,7 +321,9 @@ class _Forward(object):
         self.model = model
         self.fn = theano.function(model.inputs,
                                   model.token_nll(deterministic=True),
-                                  name="sentence_scores")
+                                  name="sentence_scores",
+                                  mode=include_team(
+                                      theano.compile.mode.get_default_mode()))
         self.input_dtype = model.input_var.dtype
         self.mask_dtype = (model.mask_var.dtype if model.mask_var is not None
                            else None)

@@ -26,7 +26,7 @@ import numpy as np
 from ..backend import theano, T, lasagne
 from ..checks import check_arrays
 from ..exceptions import InputError
-from ..ops import softmax_nll, unavailable_reason
+from ..ops import include_team, softmax_nll, unavailable_reason
 from . import random_state
 
 __all__ = ["LanguageModel", "stable_log_softmax"]
@@ -228,7 +228,8 @@ class LanguageModel(object):
     def _build_score(self):
         fn = theano.function(
             self.inputs, [self.loss(deterministic=True), self.num_tokens()],
-            name="score")
+            name="score",
+            mode=include_team(theano.compile.mode.get_default_mode()))
 
         def score(*arrays):
             nll, tokens = fn(*self.check_batch(*arrays))

@@ -19,3 +19,4 @@ from .accumulate import (AccumulateIfFinite, AllFinite, SquaredNorm,
                          accumulate_spec, all_finite, isfinite, on_cpu,
                          squared_norm)
 from .simd_elemwise import SimdElemwise, include_simd_elemwise
+from .team import TeamDot, include_team, team_unavailable

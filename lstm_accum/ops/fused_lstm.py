@@ -49,7 +49,7 @@ from .base import CpuCOp, unavailable_reason
 
 __all__ = ["FusedLSTM", "FusedLSTMGrad", "fused_lstm", "fused_supported"]
 
-_VERSION = 18
+_VERSION = 19
 
 
 def _sigmoid(x):
@@ -146,14 +146,24 @@ class FusedLSTM(CpuCOp):
     grad_clipping : float
         0 for no clipping, else clip the gate pre-activation gradients to
         ``[-grad_clipping, grad_clipping]``.
+    team : bool
+        Whether the products around this operation run on its team of
+        threads too (:mod:`lstm_accum.ops.team`, which sets it): the steps
+        of smaller batches are then shared by the team as well.  The
+        results are the same either way.
     """
-    __props__ = ("grad_clipping",)
+    __props__ = ("grad_clipping", "team")
     c_version = _VERSION
-    c_files = ("panels.c", "fused_lstm.c", "fused_lstm_forward.c")
+    c_files = ("panels.c", "team_blas.c", "fused_lstm.c",
+               "fused_lstm_forward.c")
     func_name = "APPLY_SPECIFIC(fused_lstm)"
 
-    def __init__(self, grad_clipping=0.0):
+    def __init__(self, grad_clipping=0.0, team=False):
         self.grad_clipping = float(grad_clipping)
+        self.team = bool(team)
+
+    def c_node_macros(self, node):
+        return [("LSTM_ACCUM_TEAM", "true" if self.team else "false")]
 
     def make_node(self, x, b, W_hid, W_ci, W_cf, W_co, c0, h0):
         x = T.as_tensor_variable(x)
@@ -206,14 +216,14 @@ class FusedLSTM(CpuCOp):
         aux = [g for g in (dcell, dact)
                if not isinstance(g.type, DisconnectedType)]
         if not aux:
-            return FusedLSTMGrad(self.grad_clipping)(
+            return FusedLSTMGrad(self.grad_clipping, team=self.team)(
                 W, wci, wcf, wco, c0, h0, hid, cell, act, dhid)
         # A cost that also uses the cell states or gate activations.
         if isinstance(dcell.type, DisconnectedType):
             dcell = T.zeros_like(cell)
         if isinstance(dact.type, DisconnectedType):
             dact = T.zeros_like(act)
-        return FusedLSTMGrad(self.grad_clipping, aux=True)(
+        return FusedLSTMGrad(self.grad_clipping, aux=True, team=self.team)(
             W, wci, wcf, wco, c0, h0, hid, cell, act, dhid, dcell, dact)
 
     def connection_pattern(self, node):
@@ -238,17 +248,22 @@ class FusedLSTMGrad(CpuCOp):
     aux : bool
         Whether the cost also reaches the cell states or gate activations
         (two more inputs); the usual case, hidden states only, is False.
+    team : bool
+        As for :class:`FusedLSTM`; the recurrent weights' gradient is then
+        a product on the team too.
     """
-    __props__ = ("grad_clipping", "aux")
+    __props__ = ("grad_clipping", "aux", "team")
     c_version = _VERSION
-    c_files = ("panels.c", "fused_lstm.c", "fused_lstm_grad.c")
+    c_files = ("panels.c", "team_blas.c", "fused_lstm.c",
+               "fused_lstm_grad.c")
     func_name = "APPLY_SPECIFIC(fused_lstm_grad)"
     # Without aux, COp passes NULL for the last two inputs (dcell, dact).
     _cop_num_inputs = 12
 
-    def __init__(self, grad_clipping=0.0, aux=False):
+    def __init__(self, grad_clipping=0.0, aux=False, team=False):
         self.grad_clipping = float(grad_clipping)
         self.aux = bool(aux)
+        self.team = bool(team)
 
     def make_node(self, W_hid, W_ci, W_cf, W_co, c0, h0, hid, cell, act,
                   dhid, *aux):
@@ -321,4 +336,5 @@ class FusedLSTMGrad(CpuCOp):
 
     def c_node_macros(self, node):
         return [("LSTM_ACCUM_CLIP", repr(self.grad_clipping)),
-                ("LSTM_ACCUM_AUX", "true" if self.aux else "false")]
+                ("LSTM_ACCUM_AUX", "true" if self.aux else "false"),
+                ("LSTM_ACCUM_TEAM", "true" if self.team else "false")]

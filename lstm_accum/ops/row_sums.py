@@ -28,7 +28,10 @@ from .base import FLOAT_DTYPES, INDEX_DTYPES, CpuCOp
 __all__ = ["RowSums", "row_sums"]
 
 _VERSION = 1
-_NO_PROPS = EmptyProps()     # see softmax_nll._NO_PROPS
+# No properties, but not the false ``()``: Theano 1.0.5 would take the op
+# as unversioned and compile it again in every process (see
+# lstm_accum.backend.patches.EmptyProps, which patches Theano's own ops so).
+_NO_PROPS = EmptyProps()
 
 
 def row_sums(rows, ids, num_rows):

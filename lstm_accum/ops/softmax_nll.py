@@ -37,16 +37,12 @@ and no GPU implementation.
 """
 import numpy as np
 
-from ..backend import EmptyProps, theano, T
+from ..backend import theano, T
 from .base import FLOAT_DTYPES, INDEX_DTYPES, CpuCOp
 
 __all__ = ["SoftmaxNLL", "SoftmaxNLLGrad", "softmax_nll"]
 
-_VERSION = 5
-# No properties, but not the false ``()``: Theano 1.0.5 would take the ops
-# as unversioned and compile them again in every process (see
-# lstm_accum.backend.patches.EmptyProps, which patches Theano's own ops so).
-_NO_PROPS = EmptyProps()
+_VERSION = 6
 
 
 def softmax_nll(logits, b, y):
@@ -126,7 +122,19 @@ def _check_targets(op, y, V):
 
 
 class _SimdReductionCOp(CpuCOp):
-    """The base of both ops: their loops reduce with ``#pragma omp simd``."""
+    """The base of both ops: their loops reduce with ``#pragma omp simd``;
+    with ``team=True`` (set by :mod:`lstm_accum.ops.team`'s rewrite) they
+    share their rows (forward) or columns (backward) out to the team of
+    threads of ``c_code/panels.c``, with the same results."""
+
+    __props__ = ("team",)
+    c_version = _VERSION
+
+    def __init__(self, team=False):
+        self.team = bool(team)
+
+    def c_node_macros(self, node):
+        return [("LSTM_ACCUM_TEAM", "true" if self.team else "false")]
 
     def c_compile_args(self):
         # -fopenmp-simd: the "#pragma omp simd reduction" of the max and of
@@ -144,9 +152,7 @@ class SoftmaxNLL(_SimdReductionCOp):
     added symbolically).
     Use :func:`softmax_nll` for the loss alone.
     """
-    __props__ = _NO_PROPS
-    c_version = _VERSION
-    c_files = ("softmax_nll.c", "softmax_nll_forward.c")
+    c_files = ("panels.c", "softmax_nll.c", "softmax_nll_forward.c")
     func_name = "APPLY_SPECIFIC(softmax_nll)"
 
     def make_node(self, logits, b, y):
@@ -195,7 +201,7 @@ class SoftmaxNLL(_SimdReductionCOp):
         sm = outputs[1]
         if isinstance(g_nll.type, DisconnectedType):
             g_nll = T.zeros_like(outputs[0])
-        dlogits, db = SoftmaxNLLGrad()(g_nll, sm, y)
+        dlogits, db = SoftmaxNLLGrad(self.team)(g_nll, sm, y)
         if not isinstance(g_sm.type, DisconnectedType):
             # A cost that also uses the softmax (rare; the training loss
             # does not): its Jacobian-vector product,
@@ -214,9 +220,7 @@ class SoftmaxNLLGrad(_SimdReductionCOp):
     Outputs: ``dlogits = g[:, None] * (sm - onehot(y))`` ``(N, V)`` and
     ``db = dlogits.sum(axis=0)`` ``(V,)``, summed in double precision.
     """
-    __props__ = _NO_PROPS
-    c_version = _VERSION
-    c_files = ("softmax_nll.c", "softmax_nll_grad.c")
+    c_files = ("panels.c", "softmax_nll.c", "softmax_nll_grad.c")
     func_name = "APPLY_SPECIFIC(softmax_nll_grad)"
 
     def make_node(self, g, sm, y):

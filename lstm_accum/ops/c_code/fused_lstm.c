@@ -18,16 +18,17 @@ namespace {
 template <typename T>
 struct lstm_accum_panels {
     /* false: use BLAS */
-    static bool forward(int, int, int, const T*, const T*, const T*,
+    static bool forward(bool, int, int, int, const T*, const T*, const T*,
                         const T*, const T*, const T*, const T*, const T*,
                         T*, T*, T*)
     {
         return false;
     }
     template <bool AUX>
-    static bool backward(int, int, int, T, const T*, const T*, const T*,
+    static bool backward(bool, int, int, int, T, const T*, const T*,
                          const T*, const T*, const T*, const T*, const T*,
-                         const T*, const T*, T*, T*, T*, T*, T*, T*, T*)
+                         const T*, const T*, const T*, T*, T*, T*, T*, T*,
+                         T*, T*)
     {
         return false;
     }
@@ -36,13 +37,15 @@ struct lstm_accum_panels {
 #if LSTM_ACCUM_PANELS
 template <>
 struct lstm_accum_panels<float> {
-    static bool forward(int steps, int batch, int H, const float* x,
+    static bool forward(bool team, int steps, int batch, int H,
+                        const float* x,
                         const float* bias, const float* W, const float* wci,
                         const float* wcf, const float* wco, const float* c0,
                         const float* h0, float* hid, float* cell,
                         float* act);
     template <bool AUX>
-    static bool backward(int steps, int batch, int H, float clip,
+    static bool backward(bool team, int steps, int batch, int H,
+                         float clip,
                          const float* W, const float* wci, const float* wcf,
                          const float* wco, const float* c0,
                          const float* cell, const float* act,
@@ -87,6 +90,24 @@ static void lstm_accum_gemm(char ta, char tb, int m, int n, int k, T alpha,
     }
     lstm_accum_xgemm(&ta, &tb, &m, &n, &k, &alpha, a, &lda, b, &ldb, &beta,
                      c, &ldc);
+}
+
+/* The recurrent weights' gradient dW (H, G) = Hprev^T (H, TB) . dx
+   (TB, G), row-major, on the team (team_blas.c) when asked, in float;
+   false: the caller uses BLAS. */
+static inline bool lstm_accum_team_weight_grad(bool team, int H, int TB,
+                                               const float* hprev,
+                                               const float* dx, float* dW)
+{
+    return team && lstm_accum_team_sgemm(true, false, H, 4L * H, TB, hprev,
+                                         H, dx, 4L * H, 0.0f, dW, 4L * H);
+}
+
+static inline bool lstm_accum_team_weight_grad(bool, int, int,
+                                               const double*,
+                                               const double*, double*)
+{
+    return false;
 }
 
 template <typename T>
@@ -213,15 +234,16 @@ __attribute__((noinline)) static void lstm_accum_gates_backward(
 
 template <typename T>
 static void lstm_accum_fused_forward(
-    int steps, int batch, int H, const T* x, const T* bias,
+    bool team, int steps, int batch, int H, const T* x, const T* bias,
     T* W,
     const T* wci, const T* wcf, const T* wco,
     T* c0, T* h0, T* hid, T* cell, T* act)
 {
     const int G = 4 * H;
     const size_t sh = (size_t)batch * H, sg = (size_t)batch * G;
-    if (lstm_accum_panels<T>::forward(steps, batch, H, x, bias, W, wci,
-                                         wcf, wco, c0, h0, hid, cell, act))
+    if (lstm_accum_panels<T>::forward(team, steps, batch, H, x, bias, W,
+                                      wci, wcf, wco, c0, h0, hid, cell,
+                                      act))
         return;
     for (int t = 0; t < steps; ++t) {
         T* h_prev = t ? hid + (t - 1) * sh : h0;
@@ -238,7 +260,7 @@ static void lstm_accum_fused_forward(
 
 template <typename T, bool AUX>
 static void lstm_accum_fused_backward(
-    int steps, int batch, int H, T clip, T* W,
+    bool team, int steps, int batch, int H, T clip, T* W,
     const T* wci, const T* wcf, const T* wco,
     const T* c0, T* h0, T* hid, const T* cell,
     const T* act, const T* dhid, const T* dcell,
@@ -256,7 +278,7 @@ static void lstm_accum_fused_backward(
     memset(dwco, 0, sizeof(T) * H);
     memset(dbias, 0, sizeof(T) * G);
     if (!lstm_accum_panels<T>::template backward<AUX>(
-            steps, batch, H, clip, W, wci, wcf, wco, c0, cell, act, dhid,
+            team, steps, batch, H, clip, W, wci, wcf, wco, c0, cell, act, dhid,
             dcell, dact, dx, dbias, dwci, dwcf, dwco, dc, dh)) {
         for (int t = steps - 1; t >= 0; --t) {
             T* d = dx + t * sg;
@@ -289,7 +311,8 @@ static void lstm_accum_fused_backward(
     }
     memcpy(hprev, h0, sizeof(T) * sh);
     memcpy(hprev + sh, hid, sizeof(T) * sh * (steps - 1));
-    lstm_accum_gemm<T>('N', 'T', G, H, steps * batch, 1, dx, G, hprev, H,
+    if (!lstm_accum_team_weight_grad(team, H, steps * batch, hprev, dx, dW))
+        lstm_accum_gemm<T>('N', 'T', G, H, steps * batch, 1, dx, G, hprev, H,
                           0, dW, G);
     free(hprev);
 }
@@ -327,7 +350,7 @@ static void lstm_accum_forward_work(void* p, int rank, int size)
 }
 
 bool lstm_accum_panels<float>::forward(
-    int steps, int batch, int H, const float* x, const float* bias,
+    bool team, int steps, int batch, int H, const float* x, const float* bias,
     const float* W, const float* wci, const float* wcf, const float* wco,
     const float* c0, const float* h0, float* hid, float* cell, float* act)
 {
@@ -339,7 +362,7 @@ bool lstm_accum_panels<float>::forward(
     lstm_accum_forward_args a = {steps, batch, H, x, bias, W, wci, wcf,
                                  wco, c0, h0, P, hid, cell, act, {0, 0}};
     lstm_accum_team_run(lstm_accum_forward_work, &a,
-                        lstm_accum_team_for(batch, H));
+                        lstm_accum_team_for(batch, H, team));
     return true;
 }
 
@@ -381,7 +404,7 @@ static void lstm_accum_backward_work(void* p, int rank, int size)
 
 template <bool AUX>
 bool lstm_accum_panels<float>::backward(
-    int steps, int batch, int H, float clip, const float* W,
+    bool team, int steps, int batch, int H, float clip, const float* W,
     const float* wci, const float* wcf, const float* wco, const float* c0,
     const float* cell, const float* act, const float* dhid,
     const float* dcell, const float* dact, float* dx, float* dbias,
@@ -397,7 +420,7 @@ bool lstm_accum_panels<float>::backward(
                                   c0, cell, act, dhid, dcell, dact, P, dx,
                                   dbias, dwci, dwcf, dwco, dc, dh, {0, 0}};
     lstm_accum_team_run(lstm_accum_backward_work<AUX>, &a,
-                        lstm_accum_team_for(batch, H));
+                        lstm_accum_team_for(batch, H, team));
     return true;
 }
 #endif

@@ -1,7 +1,8 @@
 #section support_code_apply
 
 /* FusedLSTM's node: checks the shapes, prepares the outputs and runs
-   lstm_accum_fused_forward (fused_lstm.c) for the node's dtype.  Returns
+   lstm_accum_fused_forward (fused_lstm.c) for the node's dtype, on the
+   team when the node's LSTM_ACCUM_TEAM (FusedLSTM's team) is true.  Returns
    nonzero, with an exception set, on failure. */
 int APPLY_SPECIFIC(fused_lstm)(PyArrayObject* x, PyArrayObject* b,
                                PyArrayObject* W_hid, PyArrayObject* w_ci,
@@ -52,7 +53,7 @@ int APPLY_SPECIFIC(fused_lstm)(PyArrayObject* x, PyArrayObject* b,
     }
 #define D_(a) ((T*)PyArray_DATA(a))
     lstm_accum_fused_forward<T>(
-        (int)steps, (int)batch, (int)H, D_(c_[0]), D_(c_[1]), D_(c_[2]),
+        LSTM_ACCUM_TEAM, (int)steps, (int)batch, (int)H, D_(c_[0]), D_(c_[1]), D_(c_[2]),
         D_(c_[3]), D_(c_[4]), D_(c_[5]), D_(c_[6]), D_(c_[7]),
         D_(*hid), D_(*cell), D_(*act));
 #undef D_

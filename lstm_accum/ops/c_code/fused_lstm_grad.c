@@ -3,8 +3,8 @@
 /* FusedLSTMGrad's node: checks the shapes, prepares the outputs and runs
    lstm_accum_fused_backward (fused_lstm.c) for the node's dtype.  dcell
    and dact are NULL unless the node's LSTM_ACCUM_AUX is true; its
-   LSTM_ACCUM_CLIP is the op's grad_clipping (both defined per node by
-   FusedLSTMGrad).  Returns nonzero, with an exception set, on failure. */
+   LSTM_ACCUM_CLIP is the op's grad_clipping and LSTM_ACCUM_TEAM its team
+   (all three defined per node by FusedLSTMGrad).  Returns nonzero, with an exception set, on failure. */
 int APPLY_SPECIFIC(fused_lstm_grad)(
     PyArrayObject* W_hid, PyArrayObject* w_ci, PyArrayObject* w_cf,
     PyArrayObject* w_co, PyArrayObject* c0, PyArrayObject* h0,
@@ -66,7 +66,7 @@ int APPLY_SPECIFIC(fused_lstm_grad)(
     }
 #define D_(a) ((a) ? (T*)PyArray_DATA(a) : NULL)
     lstm_accum_fused_backward<T, LSTM_ACCUM_AUX>(
-        (int)steps, (int)batch, (int)H, (T)LSTM_ACCUM_CLIP,
+        LSTM_ACCUM_TEAM, (int)steps, (int)batch, (int)H, (T)LSTM_ACCUM_CLIP,
         D_(c_[0]), D_(c_[1]), D_(c_[2]), D_(c_[3]), D_(c_[4]), D_(c_[5]),
         D_(c_[6]), D_(c_[7]), D_(c_[8]), D_(c_[9]), D_(c_[10]),
         D_(c_[11]), D_(*dx), D_(*db), D_(*dW), D_(*dwci), D_(*dwcf),

@@ -398,14 +398,18 @@ static int lstm_accum_team_start(void)
     return lstm_accum_team_.size;
 }
 
-/* Threads for the steps of a batch of that many rows and H units: the
-   team from a step of B H^2 >= 2^24 multiply-adds per gate (B = 32 and
-   H = 725) up, one thread below.  Below that size a team gains nothing in
-   bucket-ids training (benchmarks/paths.py): OpenBLAS's threads, spinning
-   after each of its calls, take the core from ours. */
-static int lstm_accum_team_for(int batch, int H)
+/* Threads for the steps of a batch of that many rows and H units.  When
+   the team also runs the large products (team: team_blas.c, the
+   operations' "team" property), from B H^2 >= 2^16 multiply-adds per gate
+   (B = 32 and H = 46) up.  Otherwise OpenBLAS's threads run the products
+   and spin after each call, taking the core from ours: the team only from
+   B H^2 >= 2^24 (B = 32 and H = 725) up, below which it gains nothing in
+   bucket-ids training (benchmarks/paths.py). */
+static int lstm_accum_team_for(int batch, int H, bool team)
 {
-    return (double)batch * H * H >= 16777216.0 ? lstm_accum_team_start() : 1;
+    const double work = (double)batch * H * H;
+    return work >= (team ? 65536.0 : 16777216.0) ? lstm_accum_team_start()
+                                                 : 1;
 }
 
 /* Spins (then yields) until *word == want (acquire); with at_least, until

@@ -17,14 +17,14 @@ static npy_intp lstm_accum_first_bad_target(npy_intp N, npy_intp V,
 }
 
 /* nll[n] = log(sum_j exp(z[n, j] - m_n)) - (z[n, y_n] - m_n) and
-   sm[n, :] = softmax(z[n, :]), z = x + b, m_n = max_j z[n, j].
-   The targets have been checked. */
+   sm[n, :] = softmax(z[n, :]), z = x + b, m_n = max_j z[n, j], for the
+   rows [n0, n1).  The targets have been checked. */
 template <typename T, typename I>
 __attribute__((noinline)) static void lstm_accum_softmax_nll_forward(
-    npy_intp N, npy_intp V, const T* x, const T* __restrict__ b,
-    const I* y, T* nll, T* sm)
+    npy_intp n0, npy_intp n1, npy_intp V, const T* x,
+    const T* __restrict__ b, const I* y, T* nll, T* sm)
 {
-    for (npy_intp n = 0; n < N; ++n) {
+    for (npy_intp n = n0; n < n1; ++n) {
         const T* __restrict__ xr = x + n * V;
         T* __restrict__ sr = sm + n * V;
         T m = xr[0] + b[0];
@@ -73,35 +73,129 @@ static inline void lstm_accum_softmax_nll_grad_run(
    blocks of 16 rows, for the same accuracy. */
 #define LSTM_ACCUM_DB_BLOCK 16
 
-/* dx[n, :] = g[n] * (sm[n, :] - onehot(y_n)); db = sum_n dx[n, :].
-   The target's element is g * (sm - 1), computed apart so that the rest of
-   the row is one branch-free loop.  acc: V doubles, part: V T's (scratch). */
+/* dx[n, j] = g[n] * (sm[n, j] - onehot(y_n)[j]); db[j] = sum_n dx[n, j],
+   for the columns [j0, j1) (each element's arithmetic is the same for any
+   range).  The target's element is g * (sm - 1), computed apart so that
+   the rest of the row is branch-free loops.  acc: V doubles, part: V T's
+   (scratch; only [j0, j1) is used). */
 template <typename T, typename I>
 __attribute__((noinline)) static void lstm_accum_softmax_nll_backward(
-    npy_intp N, npy_intp V, const T* g, const T* sm, const I* y, T* dx,
-    T* __restrict__ db, double* __restrict__ acc, T* __restrict__ part)
+    npy_intp N, npy_intp V, npy_intp j0, npy_intp j1, const T* g,
+    const T* sm, const I* y, T* dx, T* __restrict__ db,
+    double* __restrict__ acc, T* __restrict__ part)
 {
-    memset(acc, 0, sizeof(double) * V);
+    memset(acc + j0, 0, sizeof(double) * (j1 - j0));
     for (npy_intp n0 = 0; n0 < N; n0 += LSTM_ACCUM_DB_BLOCK) {
         const npy_intp n1 = N - n0 < LSTM_ACCUM_DB_BLOCK ? N
                             : n0 + LSTM_ACCUM_DB_BLOCK;
-        memset(part, 0, sizeof(T) * V);
+        memset(part + j0, 0, sizeof(T) * (j1 - j0));
         for (npy_intp n = n0; n < n1; ++n) {
             const T* s = sm + n * V;
             T* d = dx + n * V;
             const T gn = g[n];
             const npy_intp t = (npy_intp)y[n];
-            lstm_accum_softmax_nll_grad_run<T>(t, gn, s, d, part);
+            if (t < j0 || t >= j1) {
+                lstm_accum_softmax_nll_grad_run<T>(j1 - j0, gn, s + j0,
+                                                   d + j0, part + j0);
+                continue;
+            }
+            lstm_accum_softmax_nll_grad_run<T>(t - j0, gn, s + j0, d + j0,
+                                               part + j0);
             d[t] = gn * (s[t] - (T)1);
             part[t] += d[t];
-            lstm_accum_softmax_nll_grad_run<T>(V - t - 1, gn, s + t + 1,
+            lstm_accum_softmax_nll_grad_run<T>(j1 - t - 1, gn, s + t + 1,
                                                d + t + 1, part + t + 1);
         }
 #pragma omp simd
-        for (npy_intp j = 0; j < V; ++j)
+        for (npy_intp j = j0; j < j1; ++j)
             acc[j] += part[j];
     }
 #pragma omp simd
-    for (npy_intp j = 0; j < V; ++j)
+    for (npy_intp j = j0; j < j1; ++j)
         db[j] = (T)acc[j];
+}
+
+/* The loops on the team (panels.c) when team is true and the work is
+   large enough to pay for waking it: the forward's rows, the backward's
+   columns (in blocks of 16, a cache line of floats) shared out.  Every
+   element is computed as on one thread: the same results. */
+template <typename T, typename I>
+struct lstm_accum_softmax_job {
+    npy_intp N, V;
+    const T *x, *b, *g, *sm;
+    const I* y;
+    T *nll, *out, *db;
+    double* acc;
+    T* part;
+};
+
+template <typename T, typename I>
+static void lstm_accum_softmax_forward_work(void* p, int rank, int size)
+{
+    const lstm_accum_softmax_job<T, I>* j =
+        (const lstm_accum_softmax_job<T, I>*)p;
+    lstm_accum_softmax_nll_forward<T, I>(
+        j->N * rank / size, j->N * (rank + 1) / size, j->V, j->x, j->b,
+        j->y, j->nll, j->out);
+}
+
+template <typename T, typename I>
+static void lstm_accum_softmax_backward_work(void* p, int rank, int size)
+{
+    const lstm_accum_softmax_job<T, I>* j =
+        (const lstm_accum_softmax_job<T, I>*)p;
+    const npy_intp blocks = (j->V + 15) / 16;
+    const npy_intp j0 = 16 * (blocks * rank / size);
+    npy_intp j1 = 16 * (blocks * (rank + 1) / size);
+    if (j1 > j->V)
+        j1 = j->V;
+    if (j0 < j1)
+        lstm_accum_softmax_nll_backward<T, I>(j->N, j->V, j0, j1, j->g,
+                                              j->sm, j->y, j->out, j->db,
+                                              j->acc, j->part);
+}
+
+static inline int lstm_accum_softmax_team(bool team, npy_intp N, npy_intp V)
+{
+#if LSTM_ACCUM_PANELS
+    return team && (double)N * V >= 65536.0 ? lstm_accum_team_start() : 1;
+#else
+    return 1;
+#endif
+}
+
+template <typename T, typename I>
+static void lstm_accum_softmax_nll_forward_team(
+    bool team, npy_intp N, npy_intp V, const T* x, const T* b, const I* y,
+    T* nll, T* sm)
+{
+    lstm_accum_softmax_job<T, I> job = {N, V, x, b, NULL, NULL, y, nll, sm,
+                                        NULL, NULL, NULL};
+    const int size = lstm_accum_softmax_team(team, N, V);
+#if LSTM_ACCUM_PANELS
+    if (size > 1) {
+        lstm_accum_team_run(lstm_accum_softmax_forward_work<T, I>, &job,
+                            size);
+        return;
+    }
+#endif
+    lstm_accum_softmax_forward_work<T, I>(&job, 0, 1);
+}
+
+template <typename T, typename I>
+static void lstm_accum_softmax_nll_backward_team(
+    bool team, npy_intp N, npy_intp V, const T* g, const T* sm, const I* y,
+    T* dx, T* db, double* acc, T* part)
+{
+    lstm_accum_softmax_job<T, I> job = {N, V, NULL, NULL, g, sm, y, NULL,
+                                        dx, db, acc, part};
+    const int size = lstm_accum_softmax_team(team, N, V);
+#if LSTM_ACCUM_PANELS
+    if (size > 1) {
+        lstm_accum_team_run(lstm_accum_softmax_backward_work<T, I>, &job,
+                            size);
+        return;
+    }
+#endif
+    lstm_accum_softmax_backward_work<T, I>(&job, 0, 1);
 }

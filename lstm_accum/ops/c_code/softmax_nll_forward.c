@@ -1,7 +1,8 @@
 #section support_code_apply
 
 /* SoftmaxNLL's node: checks the shapes and the targets, prepares the
-   outputs and runs lstm_accum_softmax_nll_forward (softmax_nll.c) for the
+   outputs and runs lstm_accum_softmax_nll_forward_team (softmax_nll.c), on
+   the team when the node's LSTM_ACCUM_TEAM is true, for the
    node's dtypes.  Returns nonzero, with an exception set, on failure. */
 int APPLY_SPECIFIC(softmax_nll)(PyArrayObject* x, PyArrayObject* b,
                                 PyArrayObject* y, PyArrayObject** nll,
@@ -43,8 +44,9 @@ int APPLY_SPECIFIC(softmax_nll)(PyArrayObject* x, PyArrayObject* b,
             || lstm_accum_prepare_output(sm, 2, sdims, TYPENUM_OUTPUT_1))
             goto done;
     }
-    lstm_accum_softmax_nll_forward<T, I>(
-        N, V, (const T*)PyArray_DATA(cx), (const T*)PyArray_DATA(cb),
+    lstm_accum_softmax_nll_forward_team<T, I>(
+        LSTM_ACCUM_TEAM, N, V, (const T*)PyArray_DATA(cx),
+        (const T*)PyArray_DATA(cb),
         (const I*)PyArray_DATA(cy), (T*)PyArray_DATA(*nll),
         (T*)PyArray_DATA(*sm));
     ok = 1;

@@ -1,8 +1,9 @@
 #section support_code_apply
 
 /* SoftmaxNLLGrad's node: checks the shapes and the targets, prepares the
-   outputs and runs lstm_accum_softmax_nll_backward (softmax_nll.c) for the
-   node's dtypes.  Returns nonzero, with an exception set, on failure. */
+   outputs and runs lstm_accum_softmax_nll_backward_team (softmax_nll.c)
+   for the node's dtypes, on the team when the node's LSTM_ACCUM_TEAM is
+   true.  Returns nonzero, with an exception set, on failure. */
 int APPLY_SPECIFIC(softmax_nll_grad)(PyArrayObject* g, PyArrayObject* sm,
                                      PyArrayObject* y, PyArrayObject** dx,
                                      PyArrayObject** db)
@@ -50,8 +51,9 @@ int APPLY_SPECIFIC(softmax_nll_grad)(PyArrayObject* g, PyArrayObject* sm,
         PyErr_NoMemory();
         goto done;
     }
-    lstm_accum_softmax_nll_backward<T, I>(
-        N, V, (const T*)PyArray_DATA(cg), (const T*)PyArray_DATA(csm),
+    lstm_accum_softmax_nll_backward_team<T, I>(
+        LSTM_ACCUM_TEAM, N, V, (const T*)PyArray_DATA(cg),
+        (const T*)PyArray_DATA(csm),
         (const I*)PyArray_DATA(cy), (T*)PyArray_DATA(*dx),
         (T*)PyArray_DATA(*db), acc, (T*)(acc + V));
     ok = 1;

@@ -1,0 +1,156 @@
+#section support_code
+
+/* One thread pool for the products and the loops (after panels.c).
+
+   NumPy's OpenBLAS runs its matrix products on threads of its own, which
+   spin for a while after each product; our loops run on the team of
+   panels.c.  Taking turns, each pool's idle threads spin against the
+   other's working ones on the same cores.  Here the team runs the large
+   float32 products too: each thread of the team multiplies its share of
+   the rows (or columns) of the result with OpenBLAS's gemm on one thread,
+   so OpenBLAS's own threads are never woken by our operations and go to
+   sleep.
+
+   The BLAS is NumPy's own OpenBLAS, found among the libraries the process
+   has loaded: the one that exports the 64-bit-integer interface NumPy's
+   wheels use (cblas_sgemm64_, openblas_set_num_threads64_,
+   openblas_get_num_threads64_).  While the team multiplies, OpenBLAS is
+   set to one thread (every call then runs on the thread that makes it)
+   and set back after.  Without such a library (NumPy built against
+   another BLAS), lstm_accum_team_sgemm answers false and the caller uses
+   its own path.
+
+   Every element of the result is one call's sum over the whole inner
+   dimension, in OpenBLAS's one-thread order, whatever the share: the
+   results do not depend on the number of threads, and equal OpenBLAS's
+   on one thread bit for bit (tests/test_team.py). */
+#if LSTM_ACCUM_PANELS
+#include <dlfcn.h>
+#include <link.h>
+
+typedef long long lstm_accum_blasint;
+/* cblas_sgemm64_(order, transa, transb, m, n, k, alpha, a, lda, b, ldb,
+   beta, c, ldc) with 64-bit dimensions; the enums are ints. */
+typedef void (*lstm_accum_cblas_sgemm)(
+    int, int, int, lstm_accum_blasint, lstm_accum_blasint,
+    lstm_accum_blasint, float, const float*, lstm_accum_blasint,
+    const float*, lstm_accum_blasint, float, float*, lstm_accum_blasint);
+
+static struct {
+    int state;             /* 0: not looked for; 1: found; -1: absent */
+    lstm_accum_cblas_sgemm sgemm;
+    void (*set_threads)(int);
+    int (*get_threads)(void);
+} lstm_accum_blas_ = {0, NULL, NULL, NULL};
+
+static int lstm_accum_blas_look(struct dl_phdr_info* info, size_t, void*)
+{
+    if (!info->dlpi_name || !strstr(info->dlpi_name, "openblas"))
+        return 0;
+    void* lib = dlopen(info->dlpi_name, RTLD_LAZY | RTLD_NOLOAD);
+    if (!lib)
+        return 0;
+    void* gemm = dlsym(lib, "cblas_sgemm64_");
+    void* set = dlsym(lib, "openblas_set_num_threads64_");
+    void* get = dlsym(lib, "openblas_get_num_threads64_");
+    if (!gemm || !set || !get) {
+        dlclose(lib);
+        return 0;
+    }
+    lstm_accum_blas_.sgemm = (lstm_accum_cblas_sgemm)gemm;
+    lstm_accum_blas_.set_threads = (void (*)(int))set;
+    lstm_accum_blas_.get_threads = (int (*)(void))get;
+    return 1;              /* the library stays open */
+}
+
+static bool lstm_accum_blas_found(void)
+{
+    if (!lstm_accum_blas_.state)
+        lstm_accum_blas_.state =
+            dl_iterate_phdr(lstm_accum_blas_look, NULL) ? 1 : -1;
+    return lstm_accum_blas_.state > 0;
+}
+
+/* Rows (or columns) of the result in blocks of this many: every share
+   starts on a multiple of it. */
+#define LSTM_ACCUM_SHARE_BLOCK 16
+
+struct lstm_accum_gemm_job {
+    bool ta, tb, by_rows;
+    long M, N, K;
+    const float* A;
+    long lda;
+    const float* B;
+    long ldb;
+    float beta;
+    float* C;
+    long ldc;
+};
+
+static void lstm_accum_gemm_work(void* p, int rank, int size)
+{
+    const lstm_accum_gemm_job* j = (const lstm_accum_gemm_job*)p;
+    const long n = j->by_rows ? j->M : j->N;
+    const long blocks = (n + LSTM_ACCUM_SHARE_BLOCK - 1)
+                        / LSTM_ACCUM_SHARE_BLOCK;
+    const long s0 = LSTM_ACCUM_SHARE_BLOCK * (blocks * rank / size);
+    long s1 = LSTM_ACCUM_SHARE_BLOCK * (blocks * (rank + 1) / size);
+    if (s1 > n)
+        s1 = n;
+    if (s0 >= s1)
+        return;
+    const int order = 101, no = 111, yes = 112;     /* CBLAS's enums */
+    const float* A = j->A;
+    const float* B = j->B;
+    float* C = j->C;
+    long M = j->M, N = j->N;
+    if (j->by_rows) {
+        A += j->ta ? s0 : s0 * j->lda;
+        C += s0 * j->ldc;
+        M = s1 - s0;
+    } else {
+        B += j->tb ? s0 * j->ldb : s0;
+        C += s0;
+        N = s1 - s0;
+    }
+    lstm_accum_blas_.sgemm(order, j->ta ? yes : no, j->tb ? yes : no, M, N,
+                           j->K, 1.0f, A, j->lda, B, j->ldb, j->beta, C,
+                           j->ldc);
+}
+
+/* C (M, N) = op(A) op(B) + beta C, row-major, op transposing when ta / tb,
+   on the team (all its threads).  The result's rows are shared when B is
+   the smaller operand to pack (each thread packs all of B), its columns
+   otherwise.  Returns false, having done nothing, when NumPy's OpenBLAS is
+   not found. */
+static bool lstm_accum_team_sgemm(bool ta, bool tb, long M, long N, long K,
+                                  const float* A, long lda, const float* B,
+                                  long ldb, float beta, float* C, long ldc)
+{
+    if (!lstm_accum_blas_found())
+        return false;
+    if (M <= 0 || N <= 0)
+        return true;
+    lstm_accum_gemm_job job = {ta, tb, N <= M, M, N, K, A, lda, B, ldb,
+                               beta, C, ldc};
+    const int threads = lstm_accum_blas_.get_threads();
+    if (threads != 1)
+        lstm_accum_blas_.set_threads(1);
+    /* below 2^18 multiply-adds waking the team costs more than it saves */
+    lstm_accum_team_run(lstm_accum_gemm_work, &job,
+                        (double)M * N * K >= 262144.0
+                        ? lstm_accum_team_start() : 1);
+    if (threads != 1)
+        lstm_accum_blas_.set_threads(threads);
+    return true;
+}
+#endif  /* LSTM_ACCUM_PANELS */
+#if !LSTM_ACCUM_PANELS
+/* Without the team: the caller's own path. */
+static bool lstm_accum_team_sgemm(bool, bool, long, long, long, const float*,
+                                  long, const float*, long, float, float*,
+                                  long)
+{
+    return false;
+}
+#endif

@@ -1,0 +1,143 @@
+"""Runs the team's operations (``lstm_accum.ops.team``) on fixed random
+float32 inputs and saves every output to an ``.npz``: ``python
+team_worker.py OUT``; ``python team_worker.py --train OUT`` trains a small
+bucketed id model for three windows with :class:`GradientAccumulator` and
+saves its parameters and accumulators instead (and whether its accumulate
+step ran on the team).  ``test_team.py`` runs it with different
+``OPENBLAS_NUM_THREADS`` (read once per process, by OpenBLAS and by the
+team).
+
+Saved, per case: ``team/...`` (the operation with the team: TeamDot, and
+the softmax NLL and fused LSTM operations with ``team=True``), ``plain/...``
+(the same without the team: NumPy's dot, ``team=False``).
+"""
+import sys
+
+import numpy as np
+
+from lstm_accum.backend import theano, T
+from lstm_accum.ops import (FusedLSTM, FusedLSTMGrad, SoftmaxNLL,
+                            SoftmaxNLLGrad, TeamDot)
+
+#: (M, K, N) of the products: the output layer's three at a minibatch of
+#: 640 tokens, H = 96, V = 1001 (odd sizes: shares end inside a block of
+#: 16), a tall and a tiny one (below the size that wakes the team).
+PRODUCTS = [(640, 96, 1001), (37, 1001, 129), (1001, 37, 640),
+            (3, 5, 7)]
+#: (N, V) of the softmax NLL: large enough for the team, V not a multiple
+#: of 16, and one row.
+SOFTMAX = [(300, 1001), (1, 70000)]
+#: (steps, batch, H) of the fused LSTM: small batches that the team shares
+#: only with team=True.
+LSTM = [(5, 32, 96), (4, 13, 40), (3, 9, 130)]
+CLIP = 0.5
+
+
+def _functions():
+    a, b = T.fmatrix(), T.fmatrix()
+    dots = {
+        "nn": theano.function([a, b], TeamDot()(a, b)),
+        "tn": theano.function([a, b], TeamDot()(a.T, b)),
+        "nt": theano.function([a, b], TeamDot()(a, b.T)),
+        "strided": theano.function([a, b], TeamDot()(a[:, ::2], b[::2])),
+    }
+    x, bias, g = T.fmatrix(), T.fvector(), T.fvector()
+    y = T.ivector()
+    softmax = {}
+    for team in (False, True):
+        nll, sm = SoftmaxNLL(team)(x, bias, y)
+        dx, db = SoftmaxNLLGrad(team)(g, sm, y)
+        softmax[team] = theano.function([x, bias, y, g], [nll, sm, dx, db])
+    lstm = {}
+    xs = T.ftensor3()
+    W, c0, h0 = T.fmatrix(), T.fmatrix(), T.fmatrix()
+    wci, wcf, wco = T.fvector(), T.fvector(), T.fvector()
+    dh = T.ftensor3()
+    for team in (False, True):
+        hid, cell, act = FusedLSTM(CLIP, team=team)(
+            xs, bias, W, wci, wcf, wco, c0, h0)
+        grads = FusedLSTMGrad(CLIP, team=team)(
+            W, wci, wcf, wco, c0, h0, hid, cell, act, dh)
+        lstm[team] = theano.function(
+            [xs, bias, W, wci, wcf, wco, c0, h0, dh],
+            [hid, cell, act] + list(grads))
+    return dots, softmax, lstm
+
+
+def run(out):
+    rng = np.random.RandomState(7)
+    dots, softmax, lstm = _functions()
+    res = {}
+    f32 = np.float32
+    for k, (M, K, N) in enumerate(PRODUCTS):
+        a = rng.randn(M, K).astype(f32)
+        b = rng.randn(K, N).astype(f32)
+        res["team/nn%d" % k] = dots["nn"](a, b)
+        res["plain/nn%d" % k] = np.dot(a, b)
+        at, bt = np.ascontiguousarray(a.T), np.ascontiguousarray(b.T)
+        res["team/tn%d" % k] = dots["tn"](at, b)
+        res["plain/tn%d" % k] = np.dot(at.T, b)
+        res["team/nt%d" % k] = dots["nt"](a, bt)
+        res["plain/nt%d" % k] = np.dot(a, bt.T)
+        a2 = rng.randn(M, 2 * K).astype(f32)
+        b2 = rng.randn(2 * K, N).astype(f32)
+        res["team/strided%d" % k] = dots["strided"](a2, b2)
+        res["plain/strided%d" % k] = np.dot(a2[:, ::2], b2[::2])
+    for k, (N, V) in enumerate(SOFTMAX):
+        x = (rng.randn(N, V) * 3).astype(f32)
+        bias = rng.randn(V).astype(f32)
+        y = rng.randint(0, V, size=N).astype("int32")
+        y[:3] = (0, V - 1, 15)[:N]          # targets at the share edges
+        g = rng.rand(N).astype(f32)
+        for team in (False, True):
+            for name, v in zip(("nll", "sm", "dx", "db"),
+                               softmax[team](x, bias, y, g)):
+                res["%s/softmax%d/%s" % ("team" if team else "plain", k,
+                                         name)] = v
+    for k, (steps, batch, H) in enumerate(LSTM):
+        args = [rng.randn(steps, batch, 4 * H), rng.randn(4 * H) * .1,
+                rng.randn(H, 4 * H) * .3, rng.randn(H) * .1,
+                rng.randn(H) * .1, rng.randn(H) * .1,
+                rng.randn(batch, H) * .5, rng.randn(batch, H) * .5,
+                rng.randn(steps, batch, H) * 3]
+        args = [v.astype(f32) for v in args]
+        for team in (False, True):
+            for j, v in enumerate(lstm[team](*args)):
+                res["%s/lstm%d/%d" % ("team" if team else "plain", k, j)] = v
+        hid = res["plain/lstm%d/0" % k]
+        dx = res["plain/lstm%d/3" % k]
+        hprev = np.concatenate([args[7][None], hid[:-1]]).reshape(-1, H)
+        res["plain/lstm%d/dW" % k] = np.dot(hprev.T, dx.reshape(-1, 4 * H))
+    np.savez(out, **res)
+
+
+def train(out):
+    """Three windows of two minibatches (16 sentences of 10 words, V =
+    500, H = 64: the products, the softmax and the steps are large enough
+    for the team) and Adagrad."""
+    from lstm_accum import GradientAccumulator, build_model
+    from lstm_accum.backend import lasagne
+    rng = np.random.RandomState(3)
+    model = build_model(500, 64, input="ids", batching="bucket", seed=5)
+    acc = GradientAccumulator(
+        model.loss(), model.params, model.inputs, normalize="samples",
+        update=lasagne.updates.adagrad, learning_rate=0.1,
+        num_tokens=model.num_tokens(), vocab_size=model.vocab_size)
+    for _ in range(3):
+        for _ in range(2):
+            X = rng.randint(0, 500, size=(16, 10)).astype("int32")
+            acc.accumulate(X, np.roll(X, -1, axis=1))
+        acc.apply()
+    res = {"param/%d" % k: p.get_value() for k, p in enumerate(model.params)}
+    res.update({"acc/%d" % k: a.get_value()
+                for k, a in enumerate(acc.accumulators)})
+    res["on_team"] = any(isinstance(node.op, TeamDot) for node in
+                         acc.accumulate_fn.maker.fgraph.toposort())
+    np.savez(out, **res)
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "--train":
+        train(sys.argv[2])
+    else:
+        run(sys.argv[1])

@@ -1,0 +1,154 @@
+"""One pool of threads for the products and the loops
+(``lstm_accum.ops.team``): the same numbers as OpenBLAS on one thread,
+whatever the number of threads.
+
+``team_worker.py`` runs the operations in processes of their own with
+``OPENBLAS_NUM_THREADS`` 1, 2 and 3 (read once per process, by OpenBLAS
+and by the team; the team takes no more threads than the process has CPUs,
+so 3 is 2 on a two-core machine).  A planted defect -- the second of two
+threads skipping its share of the products -- failed three of these tests.  The references are independent of the team's code:
+
+* every product (``TeamDot``, plain, on transposed views, on a strided
+  input that is copied first) equals NumPy's ``dot`` on one OpenBLAS
+  thread bit for bit, and is the same at every thread count;
+* the softmax NLL's and the fused LSTM's operations with ``team=True``
+  equal the same operations without the team bit for bit (the loops are
+  the same; the team shares out rows or columns), at every thread count;
+  the recurrent weights' gradient, a product on the team, equals NumPy's
+  one-thread ``dot`` of the same operands bit for bit;
+* training: three windows of a bucketed id model with the rewrite equal
+  three windows without it (``optimizer_excluding``) bit for bit on one
+  thread, and within float32 rounding on two (where OpenBLAS on two
+  threads summed some products in another order).
+"""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from lstm_accum.ops import TeamDot, team_unavailable
+from lstm_accum.ops.fused_lstm import FusedLSTM
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+pytestmark = pytest.mark.skipif(
+    team_unavailable() is not None,
+    reason="the team cannot run the products here: %s" % team_unavailable())
+
+
+def _run(tmp_path, threads, *args, flags=None):
+    out = str(tmp_path / ("team-%d-%s.npz" % (threads, "-".join(args)
+                                             or "ops")))
+    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads),
+               PYTHONPATH=os.pathsep.join([ROOT, HERE]))
+    env.pop("OMP_NUM_THREADS", None)
+    env.pop("GOTO_NUM_THREADS", None)
+    if flags:
+        env["THEANO_FLAGS"] = ",".join(
+            x for x in (env.get("THEANO_FLAGS"), flags) if x)
+    proc = subprocess.run(
+        [sys.executable, os.path.join(HERE, "team_worker.py")] + list(args)
+        + [out], env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with np.load(out) as f:
+        return {k: f[k] for k in f.files}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("team")
+    return {t: _run(tmp, t) for t in (1, 2, 3)}
+
+
+def test_team_results_do_not_depend_on_the_number_of_threads(runs):
+    keys = [k for k in runs[1] if k.startswith("team/")]
+    assert len(keys) > 40
+    for t in (2, 3):
+        for k in keys:
+            assert np.array_equal(runs[t][k], runs[1][k]), (t, k)
+
+
+def test_products_equal_openblas_on_one_thread(runs):
+    one = runs[1]
+    names = [k[len("plain/"):] for k in one if k.startswith("plain/")
+             and not k.startswith(("plain/softmax", "plain/lstm"))]
+    assert len(names) == 16
+    for name in names:
+        expected = one["plain/" + name]
+        got = one["team/" + name]
+        assert got.dtype == np.float32 and got.shape == expected.shape
+        assert np.array_equal(got, expected), name
+
+
+def test_softmax_on_the_team_equals_the_loops_alone(runs):
+    for t, run in runs.items():
+        keys = [k for k in run if k.startswith("plain/softmax")]
+        assert len(keys) == 8
+        for k in keys:
+            assert np.array_equal(run["team/" + k[6:]], run[k]), (t, k)
+
+
+def test_fused_lstm_on_the_team_equals_the_loops_alone(runs):
+    dW = 5      # hid, cell, act, then dx, db, dW, ...
+    for t, run in runs.items():
+        for case in range(3):
+            for j in range(3 + 8):
+                key = "lstm%d/%d" % (case, j)
+                team, plain = run["team/" + key], run["plain/" + key]
+                if j == dW:
+                    # one product on the team: OpenBLAS's one-thread sums
+                    assert np.array_equal(
+                        team, run["plain/lstm%d/dW" % case]
+                        if t == 1 else runs[1]["plain/lstm%d/dW" % case])
+                    scale = np.abs(plain).max()
+                    assert np.abs(team - plain).max() <= 1e-5 * scale
+                else:
+                    assert np.array_equal(team, plain), (t, key)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_training_with_the_team_equals_training_without(tmp_path, threads):
+    team = _run(tmp_path, threads, "--train")
+    alone = _run(tmp_path, threads, "--train",
+                 flags="optimizer_excluding=lstm_accum_team")
+    assert bool(team.pop("on_team")) and not bool(alone.pop("on_team"))
+    assert sorted(team) == sorted(alone)
+    for k in team:
+        if threads == 1:
+            assert np.array_equal(team[k], alone[k]), k
+        else:
+            scale = max(np.abs(alone[k]).max(), 1e-30)
+            assert np.abs(team[k] - alone[k]).max() <= 1e-4 * scale, k
+
+
+def test_the_accumulate_step_runs_on_the_team():
+    from lstm_accum import GradientAccumulator, build_model
+    from lstm_accum.backend import theano
+    model = build_model(60, 16, input="ids", batching="bucket", seed=1)
+    acc = GradientAccumulator(model.loss(), model.params, model.inputs,
+                              normalize="samples",
+                              num_tokens=model.num_tokens(),
+                              vocab_size=model.vocab_size)
+    ops = [node.op for node in acc.accumulate_fn.maker.fgraph.toposort()]
+    assert any(isinstance(op, TeamDot) for op in ops)
+    assert not any(isinstance(op, theano.tensor.blas.Dot22) for op in ops)
+    lstm = [op for op in ops if type(op).__name__.startswith("FusedLSTM")]
+    assert len(lstm) == 2 and all(op.team for op in lstm)
+    softmax = [op for op in ops if type(op).__name__.startswith("Softmax")]
+    assert len(softmax) == 2 and all(op.team for op in softmax)
+
+
+def test_team_dot_without_the_team_is_numpy_dot():
+    """perform (Theano's Python linker) is NumPy's dot."""
+    rng = np.random.RandomState(0)
+    a = rng.randn(5, 7).astype("float32")
+    b = rng.randn(7, 3).astype("float32")
+    out = [[None]]
+    TeamDot().perform(None, [a, b], out)
+    assert np.array_equal(out[0][0], a.dot(b))
+    with pytest.raises(TypeError, match="float32 matrices"):
+        TeamDot()(np.zeros((2, 2)), np.zeros((2, 2)))
+    assert FusedLSTM(0.0, team=True) != FusedLSTM(0.0)
