@@ -29,8 +29,13 @@ untimed pass per worker first (compilation, warm-up).  tokens/s counts
 target tokens (words + ``</s>``); the table gives the median over passes
 (min..max) and the ratios of the medians.  Every process gets the same
 number of threads (``--threads``: ``OPENBLAS_NUM_THREADS``,
-``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``, ``torch.set_num_threads``) and
-``OMP_WAIT_POLICY=PASSIVE``.
+``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``, ``torch.set_num_threads``), with
+OpenMP's wait policy left at its default, as PyTorch users run it
+(``--omp-passive`` sets ``OMP_WAIT_POLICY=PASSIVE`` in every process
+instead: PyTorch's threads then sleep between operations, which keeps its
+two-thread figures sane when another process holds a core).  Before each
+pass no worker computes for ``--gap`` seconds, so that the previous
+worker's idle threads have stopped spinning.
 """
 import argparse
 import json
@@ -147,19 +152,16 @@ def _start(name, H, args, data):
     sys.path.insert(0, HERE)
     import paths
     t = str(args.threads)
-    # OpenMP's passive wait: with its default spinning, PyTorch's two
-    # threads on a busy two-core machine ran ~15x slower (2,000 against
-    # 30,000 tokens/s at H=256); our processes get the same setting.
-    env = dict(os.environ, OPENBLAS_NUM_THREADS=t, OMP_NUM_THREADS=t,
-               MKL_NUM_THREADS=t, OMP_WAIT_POLICY="PASSIVE")
+    threads = dict(OPENBLAS_NUM_THREADS=t, OMP_NUM_THREADS=t,
+                   MKL_NUM_THREADS=t)
+    if args.omp_passive:
+        threads["OMP_WAIT_POLICY"] = "PASSIVE"
+    env = dict(os.environ, **threads)
     if name == "train":
         return paths.Worker("bucket-ids", H, argparse.Namespace(
             vocab_size=args.vocab_size, sentences=args.sentences,
             seed=args.seed, batch_size=paths.BATCH_SIZE,
-            mask_pool=paths.MASK_POOL, against=None),
-            env={k: env[k] for k in ("OPENBLAS_NUM_THREADS",
-                                     "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-                                     "OMP_WAIT_POLICY")})
+            mask_pool=paths.MASK_POOL, against=None), env=threads)
     python = sys.executable if name == "score" else args.torch_python
     cmd = [python, os.path.abspath(__file__), "--worker", name,
            "--units", str(H), "--vocab-size", str(args.vocab_size),
@@ -223,6 +225,7 @@ def run(args, log=print):
                     log("# H=%d pass %d of %d" % (H, k + 1, args.passes))
                     order = WORKERS[k % 3:] + WORKERS[:k % 3]
                     for name in order:
+                        time.sleep(args.gap)   # the others' threads park
                         seconds, tokens = _one_pass(name, workers[name],
                                                     args.sentences)
                         rates[name].append(tokens / seconds)
@@ -261,6 +264,12 @@ def parse_args(argv):
     p.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--seed", type=int, default=SEED)
+    p.add_argument("--gap", type=float, default=0.3,
+                   help="seconds of pause before each timed pass "
+                        "(default 0.3)")
+    p.add_argument("--omp-passive", action="store_true",
+                   help="OMP_WAIT_POLICY=PASSIVE in every process (not "
+                        "how PyTorch users run it; see the docstring)")
     p.add_argument("--worker", choices=("score", "torch"),
                    help=argparse.SUPPRESS)
     p.add_argument("--data", help=argparse.SUPPRESS)

@@ -15,9 +15,11 @@ from lstm_accum.accumulation.graphs import apply_mode, apply_updates
 from lstm_accum.accumulation.window import window_variables
 from lstm_accum.ops.simd_elemwise import SimdElemwise, include_simd_elemwise
 
-# Odd sizes: the loops' vector remainders run too. The vector (a bias) stays
-# in Theano's loops.
-SHAPES = [(37, 53), (53,)]
+# Odd sizes: the loops' vector remainders run too; the second matrix has
+# more than 2^16 elements, which the team of threads shares out (its shares
+# end inside the vector loops' blocks). The vector (a bias) stays in
+# Theano's loops.
+SHAPES = [(37, 53), (263, 257), (53,)]
 RULES = {
     "adagrad": dict(learning_rate=0.05),
     "adam": dict(learning_rate=0.01),

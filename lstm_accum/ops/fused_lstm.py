@@ -34,7 +34,8 @@ clipped elementwise).  Other configurations (masks, ``backwards``,
 :func:`fused_supported`.
 
 The C code is in ``c_code/``: ``fused_lstm.c`` (the loops, C++ templates
-over float and double), ``panels.c`` (the kernel and the threads) and one
+over float and double), ``panels.c`` (the kernel), ``team.c`` (the
+threads), ``team_blas.c`` (products on the team) and one
 file per operation for its node (``fused_lstm_forward.c``,
 ``fused_lstm_grad.c``); see :mod:`lstm_accum.ops.base` for how they are
 loaded.
@@ -154,7 +155,7 @@ class FusedLSTM(CpuCOp):
     """
     __props__ = ("grad_clipping", "team")
     c_version = _VERSION
-    c_files = ("panels.c", "team_blas.c", "fused_lstm.c",
+    c_files = ("team.c", "panels.c", "team_blas.c", "fused_lstm.c",
                "fused_lstm_forward.c")
     func_name = "APPLY_SPECIFIC(fused_lstm)"
 
@@ -254,7 +255,7 @@ class FusedLSTMGrad(CpuCOp):
     """
     __props__ = ("grad_clipping", "aux", "team")
     c_version = _VERSION
-    c_files = ("panels.c", "team_blas.c", "fused_lstm.c",
+    c_files = ("team.c", "panels.c", "team_blas.c", "fused_lstm.c",
                "fused_lstm_grad.c")
     func_name = "APPLY_SPECIFIC(fused_lstm_grad)"
     # Without aux, COp passes NULL for the last two inputs (dcell, dact).

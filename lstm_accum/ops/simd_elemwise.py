@@ -18,7 +18,9 @@ a ``noinline`` function whose loop takes the broadcast scalars by value
 and is ``#pragma GCC ivdep`` (every element is read before it is
 written, in place or not, and no element depends on another); the
 function's frame is made here from the node's scalar code, its loop and
-attributes are macros of ``c_code/simd_elemwise.c``.  Under our default
+attributes are macros of ``c_code/simd_elemwise.c``.  From 2^16 elements
+up the elements are shared out to the team of threads of
+``c_code/team.c`` (each element's arithmetic is the same on any thread).  Under our default
 flags that function alone is compiled at ``-O3`` (GCC's ``optimize``
 attribute; the rest of the module keeps ``-O1``) without contracting
 ``a * b + c`` into one rounding (FMA), as Theano's loops at ``-O1``;
@@ -42,13 +44,14 @@ from .base import c_sections, cxxflags_defaulted, loop_compile_args
 __all__ = ["SimdComposite", "SimdElemwise", "simd_elemwise",
            "include_simd_elemwise", "SIMD_ELEMWISE"]
 
-_VERSION = 2
+_VERSION = 3
 #: The optimizer's name in Theano's optdb (a tag of its own: not in
 #: ``fast_run``, so only modes that include it run it).
 SIMD_ELEMWISE = "lstm_accum_simd_elemwise"
 _NO_FAIL = "LSTM_ACCUM_SIMD_NO_FAIL"
-#: The loop's macros.
-_C_FILE = "simd_elemwise.c"
+#: The team (the threads that share a loop's elements) and the loop's
+#: macros.
+_C_FILES = ("team.c", "simd_elemwise.c")
 
 
 def _fits(node):
@@ -89,18 +92,24 @@ class SimdComposite(theano.scalar.Composite):
         if _NO_FAIL in task:
             return None          # code that can fail stays in Theano's loop
         params, load, store = ["npy_intp n_"], [], []
+        fields, shifted = [], []      # the team's job: members, arguments
         for k, var in enumerate(node.inputs):
             ctype = var.type.dtype_specs()[1]
             if all(var.broadcastable):
                 params.append("const %s a%d_" % (ctype, k))
+                shifted.append("j_->a%d_" % k)
             else:
                 params.append("const %s* p%d_" % (ctype, k))
                 load.append("const %s a%d_ = p%d_[i_];" % (ctype, k, k))
+                shifted.append("j_->p%d_ + s0_" % k)
+            fields.append(params[-1].replace("const ", "", 1) + ";")
         for k, var in enumerate(node.outputs):
             ctype = var.type.dtype_specs()[1]
             params.append("%s* q%d_" % (ctype, k))
             load.append("%s r%d_;" % (ctype, k))
             store.append("q%d_[i_] = r%d_;" % (k, k))
+            fields.append(params[-1] + ";")
+            shifted.append("j_->q%d_ + s0_" % k)
         fname = "lstm_accum_simd_" + name
         # The loop's macros: c_code/simd_elemwise.c.
         attributes = "LSTM_ACCUM_SIMD_FUNCTION" + (
@@ -109,6 +118,9 @@ class SimdComposite(theano.scalar.Composite):
             "%s\n{\n%s\n}\n%s\n}\n}\n" % (
                 attributes, fname, ", ".join(params), "\n".join(load), task,
                 "\n".join(store))
+        # The team's share of the elements: the same loop on a range.
+        source += "LSTM_ACCUM_SIMD_WORK(%s, %s, %s)\n" % (
+            fname, " ".join(fields), ", ".join(shifted))
         return fname, source
 
     def c_support_code_apply(self, node, name):
@@ -131,7 +143,9 @@ class SimdComposite(theano.scalar.Composite):
             args.append("((dtype_%s*)PyArray_DATA(%s))%s" % (
                 c, c, "[0]" if all(var.broadcastable) else ""))
         args += ["(dtype_%s*)PyArray_DATA(%s)" % (c, c) for c in onames]
-        return "%s(%s);" % (loop[0], ", ".join(args))
+        return ("{\n%s_job job_ = {%s};\nlstm_accum_team_run(%s_work, "
+                "&job_, LSTM_ACCUM_SIMD_TEAM(job_.n_));\n}\n" % (
+                    loop[0], ", ".join(args), loop[0]))
 
     def c_code_cache_version(self):
         # Theano keys a versioned module by its version, not its source:
@@ -144,7 +158,7 @@ class SimdComposite(theano.scalar.Composite):
 def _loop_hash():
     source = "".join(inspect.getsource(f) for f in (
         SimdComposite._loop, SimdComposite.c_code_contiguous)) + "".join(
-            code for _, code in c_sections(_C_FILE))
+            code for name in _C_FILES for _, code in c_sections(name))
     return hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
 
 
@@ -167,7 +181,8 @@ class SimdElemwise(T.Elemwise):
         # flags: the flags are part of the source.
         return "/* %s v%d, flags: %s */\n%s%s" % (
             __name__, _VERSION, " ".join(self.c_compile_args()),
-            "".join(code for _, code in c_sections(_C_FILE)),
+            "".join(code for name in _C_FILES
+                    for _, code in c_sections(name)),
             super(SimdElemwise, self).c_support_code())
 
 

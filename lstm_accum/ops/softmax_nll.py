@@ -125,7 +125,7 @@ class _SimdReductionCOp(CpuCOp):
     """The base of both ops: their loops reduce with ``#pragma omp simd``;
     with ``team=True`` (set by :mod:`lstm_accum.ops.team`'s rewrite) they
     share their rows (forward) or columns (backward) out to the team of
-    threads of ``c_code/panels.c``, with the same results."""
+    threads of ``c_code/team.c``, with the same results."""
 
     __props__ = ("team",)
     c_version = _VERSION
@@ -152,7 +152,7 @@ class SoftmaxNLL(_SimdReductionCOp):
     added symbolically).
     Use :func:`softmax_nll` for the loss alone.
     """
-    c_files = ("panels.c", "softmax_nll.c", "softmax_nll_forward.c")
+    c_files = ("team.c", "softmax_nll.c", "softmax_nll_forward.c")
     func_name = "APPLY_SPECIFIC(softmax_nll)"
 
     def make_node(self, logits, b, y):
@@ -220,7 +220,7 @@ class SoftmaxNLLGrad(_SimdReductionCOp):
     Outputs: ``dlogits = g[:, None] * (sm - onehot(y))`` ``(N, V)`` and
     ``db = dlogits.sum(axis=0)`` ``(V,)``, summed in double precision.
     """
-    c_files = ("panels.c", "softmax_nll.c", "softmax_nll_grad.c")
+    c_files = ("team.c", "softmax_nll.c", "softmax_nll_grad.c")
     func_name = "APPLY_SPECIFIC(softmax_nll_grad)"
 
     def make_node(self, g, sm, y):

@@ -2,7 +2,7 @@
 
 In training, NumPy's OpenBLAS runs the output layer's matrix products
 (Theano's ``Dot22``) on threads of its own, and our fused LSTM runs its
-steps on a team of ours (``c_code/panels.c``).  After each product
+steps on a team of ours (``c_code/team.c``).  After each product
 OpenBLAS's threads spin, waiting for the next one, on the cores our team
 needs; so below a large H the fused LSTM used one thread, and on two
 threads most of a step ran on one core.
@@ -99,7 +99,7 @@ class TeamDot(CpuCOp):
 
     __props__ = EmptyProps()
     c_version = _VERSION
-    c_files = ("panels.c", "team_blas.c", "team_dot.c")
+    c_files = ("team.c", "team_blas.c", "team_dot.c")
     func_name = "APPLY_SPECIFIC(team_dot)"
 
     def make_node(self, a, b):
@@ -167,6 +167,11 @@ class _TeamOptimizer(theano.gof.Optimizer):
 # After Theano's BLAS passes and in-place passes (75), before our SIMD
 # loops (99) and the last merge (100).
 theano.compile.optdb.register(TEAM, _TeamOptimizer(), 98)
+
+#: The process's team of threads, shared by every compiled module of our
+#: operations: a capsule that the first one to need the team puts here
+#: (``c_code/team.c``).
+_team_state = None
 
 
 def include_team(mode):

@@ -29,14 +29,8 @@
    from the BLAS path by float32 rounding, and are as close to the exact
    sums.
 
-   The threads: the caller and n - 1 workers of a team created on first
-   use, with n chosen by OpenBLAS's own rule (OPENBLAS_NUM_THREADS, then
-   GOTO_NUM_THREADS, then OMP_NUM_THREADS, then the CPUs this process may
-   run on; never more than those CPUs), read once.  Between calls the
-   workers sleep on a condition variable (they do not spin, as OpenBLAS's
-   threads run the products in between); within a call they meet at one
-   spinning barrier per step.  A child process after fork starts a team of
-   its own.
+   The threads: the team of team.c; within a call they meet at one
+   spinning barrier per step.
 
    The kernel needs AVX-512 (F, DQ, VL) at compile time (Theano compiles
    for the machine it runs on); elsewhere, and for double, the operations
@@ -44,9 +38,6 @@
 #if defined(__AVX512F__) && defined(__AVX512DQ__) && defined(__AVX512VL__)
 #define LSTM_ACCUM_PANELS 1
 #include <immintrin.h>
-#include <pthread.h>
-#include <sched.h>
-#include <unistd.h>
 #else
 #define LSTM_ACCUM_PANELS 0
 #endif
@@ -291,113 +282,6 @@ static inline bool lstm_accum_panels_pay(int steps, int batch, int H)
     return steps > 0 && H > 0 && (batch >= 8 || (batch >= 2 && H >= 256));
 }
 
-/* ---- the team ---- */
-
-#define LSTM_ACCUM_MAX_TEAM 64
-typedef void (*lstm_accum_job)(void* arg, int rank, int size);
-
-static struct {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int size;              /* threads, the caller included; 0: not yet */
-    int workers;           /* workers running */
-    pid_t pid;             /* the process that created them */
-    unsigned generation;   /* bumped per job */
-    unsigned first;        /* generation when the workers were made */
-    lstm_accum_job job;
-    void* arg;
-    int done;              /* workers finished with this generation */
-} lstm_accum_team_ = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
-                      0, 0, 0, 0, 0, NULL, NULL, 0};
-
-/* OpenBLAS's rule for its number of threads. */
-static int lstm_accum_team_size(void)
-{
-    int cpus = 1;
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof set, &set) == 0)
-        cpus = CPU_COUNT(&set);
-    if (cpus < 1)
-        cpus = 1;
-    const char* names[3] = {"OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS",
-                            "OMP_NUM_THREADS"};
-    int n = 0;
-    for (int k = 0; k < 3 && n <= 0; ++k) {
-        const char* v = getenv(names[k]);
-        n = v ? atoi(v) : 0;
-    }
-    if (n <= 0 || n > cpus)
-        n = cpus;
-    return n > LSTM_ACCUM_MAX_TEAM ? LSTM_ACCUM_MAX_TEAM : n;
-}
-
-static void* lstm_accum_worker(void* p)
-{
-    const int rank = (int)(size_t)p;
-    pthread_mutex_lock(&lstm_accum_team_.mu);
-    /* from the generation before the first job: a worker that starts
-       after that job was posted still runs it */
-    unsigned seen = lstm_accum_team_.first;
-    for (;;) {
-        while (lstm_accum_team_.generation == seen)
-            pthread_cond_wait(&lstm_accum_team_.cv, &lstm_accum_team_.mu);
-        seen = lstm_accum_team_.generation;
-        lstm_accum_job job = lstm_accum_team_.job;
-        void* arg = lstm_accum_team_.arg;
-        int size = lstm_accum_team_.size;
-        pthread_mutex_unlock(&lstm_accum_team_.mu);
-        job(arg, rank, size);
-        __atomic_add_fetch(&lstm_accum_team_.done, 1, __ATOMIC_RELEASE);
-        pthread_mutex_lock(&lstm_accum_team_.mu);
-    }
-    return NULL;
-}
-
-static void lstm_accum_team_forked(void)
-{
-    /* The child has none of the parent's workers. */
-    pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-    pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
-    lstm_accum_team_.mu = mu;
-    lstm_accum_team_.cv = cv;
-    lstm_accum_team_.size = 0;
-    lstm_accum_team_.workers = 0;
-}
-
-/* Threads for a job (the caller included): starts the team on first use.
-   Fewer workers than asked for (pthread_create failing) is not an error:
-   the team is smaller. */
-static int lstm_accum_team_start(void)
-{
-    static int atfork = 0;
-    if (lstm_accum_team_.size && lstm_accum_team_.pid == getpid())
-        return lstm_accum_team_.size;
-    if (!atfork) {
-        pthread_atfork(NULL, NULL, lstm_accum_team_forked);
-        atfork = 1;
-    }
-    lstm_accum_team_forked();
-    lstm_accum_team_.pid = getpid();
-    const int want = lstm_accum_team_size();
-    lstm_accum_team_.first = lstm_accum_team_.generation;
-    int made = 0;
-    for (int r = 1; r < want; ++r) {
-        pthread_t thread;
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        int failed = pthread_create(&thread, &attr, lstm_accum_worker,
-                                    (void*)(size_t)r);
-        pthread_attr_destroy(&attr);
-        if (failed)
-            break;
-        ++made;
-    }
-    lstm_accum_team_.workers = made;
-    lstm_accum_team_.size = made + 1;
-    return lstm_accum_team_.size;
-}
-
 /* Threads for the steps of a batch of that many rows and H units.  When
    the team also runs the large products (team: team_blas.c, the
    operations' "team" property), from B H^2 >= 2^16 multiply-adds per gate
@@ -410,61 +294,6 @@ static int lstm_accum_team_for(int batch, int H, bool team)
     const double work = (double)batch * H * H;
     return work >= (team ? 65536.0 : 16777216.0) ? lstm_accum_team_start()
                                                  : 1;
-}
-
-/* Spins (then yields) until *word == want (acquire); with at_least, until
-   *word >= want. */
-static inline void lstm_accum_wait_for(const int* word, int want,
-                                       bool at_least)
-{
-    for (unsigned spins = 0;; ++spins) {
-        const int v = __atomic_load_n(word, __ATOMIC_ACQUIRE);
-        if (at_least ? v >= want : v == want)
-            return;
-        if (spins < 4096)
-            _mm_pause();
-        else
-            sched_yield();
-    }
-}
-
-/* Run job(arg, rank, size) on the team of size threads (from
-   lstm_accum_team_start), rank 0 being the caller; returns when every
-   thread has finished it. */
-static void lstm_accum_team_run(lstm_accum_job job, void* arg, int size)
-{
-    if (size <= 1) {
-        job(arg, 0, 1);
-        return;
-    }
-    pthread_mutex_lock(&lstm_accum_team_.mu);
-    lstm_accum_team_.job = job;
-    lstm_accum_team_.arg = arg;
-    __atomic_store_n(&lstm_accum_team_.done, 0, __ATOMIC_RELAXED);
-    ++lstm_accum_team_.generation;
-    pthread_cond_broadcast(&lstm_accum_team_.cv);
-    pthread_mutex_unlock(&lstm_accum_team_.mu);
-    job(arg, 0, size);
-    lstm_accum_wait_for(&lstm_accum_team_.done, lstm_accum_team_.workers,
-                        true);
-}
-
-/* A barrier for the threads of one job. */
-struct lstm_accum_barrier {
-    int count;
-    int sense;
-};
-
-static inline void lstm_accum_barrier_wait(lstm_accum_barrier* b, int size,
-                                           int* local)
-{
-    *local = !*local;
-    if (__atomic_add_fetch(&b->count, 1, __ATOMIC_ACQ_REL) == size) {
-        __atomic_store_n(&b->count, 0, __ATOMIC_RELAXED);
-        __atomic_store_n(&b->sense, *local, __ATOMIC_RELEASE);
-        return;
-    }
-    lstm_accum_wait_for(&b->sense, *local, false);
 }
 
 /* Thread rank of size's share of the panels of `width` units that cover

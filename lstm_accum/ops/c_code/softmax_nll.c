@@ -115,7 +115,7 @@ __attribute__((noinline)) static void lstm_accum_softmax_nll_backward(
         db[j] = (T)acc[j];
 }
 
-/* The loops on the team (panels.c) when team is true and the work is
+/* The loops on the team (team.c) when team is true and the work is
    large enough to pay for waking it: the forward's rows, the backward's
    columns (in blocks of 16, a cache line of floats) shared out.  Every
    element is computed as on one thread: the same results. */
@@ -157,11 +157,7 @@ static void lstm_accum_softmax_backward_work(void* p, int rank, int size)
 
 static inline int lstm_accum_softmax_team(bool team, npy_intp N, npy_intp V)
 {
-#if LSTM_ACCUM_PANELS
     return team && (double)N * V >= 65536.0 ? lstm_accum_team_start() : 1;
-#else
-    return 1;
-#endif
 }
 
 template <typename T, typename I>
@@ -171,15 +167,8 @@ static void lstm_accum_softmax_nll_forward_team(
 {
     lstm_accum_softmax_job<T, I> job = {N, V, x, b, NULL, NULL, y, nll, sm,
                                         NULL, NULL, NULL};
-    const int size = lstm_accum_softmax_team(team, N, V);
-#if LSTM_ACCUM_PANELS
-    if (size > 1) {
-        lstm_accum_team_run(lstm_accum_softmax_forward_work<T, I>, &job,
-                            size);
-        return;
-    }
-#endif
-    lstm_accum_softmax_forward_work<T, I>(&job, 0, 1);
+    lstm_accum_team_run(lstm_accum_softmax_forward_work<T, I>, &job,
+                        lstm_accum_softmax_team(team, N, V));
 }
 
 template <typename T, typename I>
@@ -189,13 +178,6 @@ static void lstm_accum_softmax_nll_backward_team(
 {
     lstm_accum_softmax_job<T, I> job = {N, V, NULL, NULL, g, sm, y, NULL,
                                         dx, db, acc, part};
-    const int size = lstm_accum_softmax_team(team, N, V);
-#if LSTM_ACCUM_PANELS
-    if (size > 1) {
-        lstm_accum_team_run(lstm_accum_softmax_backward_work<T, I>, &job,
-                            size);
-        return;
-    }
-#endif
-    lstm_accum_softmax_backward_work<T, I>(&job, 0, 1);
+    lstm_accum_team_run(lstm_accum_softmax_backward_work<T, I>, &job,
+                        lstm_accum_softmax_team(team, N, V));
 }

@@ -1,10 +1,10 @@
 #section support_code
 
-/* One thread pool for the products and the loops (after panels.c).
+/* One thread pool for the products and the loops (after team.c).
 
    NumPy's OpenBLAS runs its matrix products on threads of its own, which
    spin for a while after each product; our loops run on the team of
-   panels.c.  Taking turns, each pool's idle threads spin against the
+   team.c.  Taking turns, each pool's idle threads spin against the
    other's working ones on the same cores.  Here the team runs the large
    float32 products too: each thread of the team multiplies its share of
    the rows (or columns) of the result with OpenBLAS's gemm on one thread,
@@ -24,7 +24,6 @@
    dimension, in OpenBLAS's one-thread order, whatever the share: the
    results do not depend on the number of threads, and equal OpenBLAS's
    on one thread bit for bit (tests/test_team.py). */
-#if LSTM_ACCUM_PANELS
 #include <dlfcn.h>
 #include <link.h>
 
@@ -144,13 +143,3 @@ static bool lstm_accum_team_sgemm(bool ta, bool tb, long M, long N, long K,
         lstm_accum_blas_.set_threads(threads);
     return true;
 }
-#endif  /* LSTM_ACCUM_PANELS */
-#if !LSTM_ACCUM_PANELS
-/* Without the team: the caller's own path. */
-static bool lstm_accum_team_sgemm(bool, bool, long, long, long, const float*,
-                                  long, const float*, long, float, float*,
-                                  long)
-{
-    return false;
-}
-#endif
