@@ -23,7 +23,7 @@ works)::
 Then, from the repository root, with the project's environment::
 
     .venv/bin/python benchmarks/torch_reference.py \\
-        --torch-python /tmp/torchvenv/bin/python    # H=128,256,1024; ~3.5 min
+        --torch-python /tmp/torchvenv/bin/python    # H=128,256,1024; ~12 min
     .venv/bin/python benchmarks/torch_reference.py \\
         --torch-python /tmp/torchvenv/bin/python --units 256 \\
         --paths torch-embed,torch-onehot,bucket-onehot,bucket-ids,question
@@ -81,12 +81,22 @@ How it is measured:
   window's tensors (one-hot expansion included) are built before the clock
   starts, for every path;
 * every path runs in its own process, all alive at once for one (H, threads)
-  setting; after one untimed warm-up window each, windows are timed
-  round-robin, rotating which path goes first, each after a pause
-  (``--gap``, 0.3 s) in which no process computes: an idle worker's
-  threads keep spinning for a while after its own window (OpenBLAS's up
-  to ~0.1 s, yielding; libgomp's briefly), and without the pause they
-  share the cores with the next path's window;
+  setting; after one untimed warm-up window each, it is timed two ways,
+  round-robin, rotating which path goes first, each timing after a pause
+  (``--gap``, 0.3 s) in which no process computes (an idle worker's
+  threads keep spinning for a while after its own work: OpenBLAS's up to
+  ~0.1 s, libgomp's and our team's briefly; without the pause they share
+  the cores with the next path's):
+
+  - windows alone: ``--repeats`` single windows, each timed by itself;
+  - blocks: ``--blocks`` blocks of ``--block-windows`` (48) consecutive
+    windows, each block timed as a whole, as training runs them: the
+    threads of each side stay as warm, and spin as they do, as in an hour
+    of training.  The question's approach is timed alone only (its blocks
+    would take most of the run; ``--block-paths`` to change that);
+
+  a path's figure in the summary is the lower of its two medians, and the
+  headline ratio, ours / PyTorch, the lower of the two ratios;
 * threads: ``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS`` and
   ``MKL_NUM_THREADS`` set to the row's value for every process, and
   ``torch.set_num_threads`` in the torch processes.  On a shared 2-core
@@ -102,7 +112,7 @@ How it is measured:
   at 2 threads while another process held a core, about its 1-thread
   speed;
 * tokens/s counts real target tokens (words + ``</s>``): the median over the
-  timed windows (min..max, number of windows);
+  timed windows or blocks (min..max, how many);
 * FLOPs per target token, forward + backward, counting the matrix products
   only (multiply-add = 2 FLOPs; gates, softmax and lookups not counted),
   :func:`flops_per_token`: the recurrent product ``h W_hid`` (``2 * H *
@@ -593,22 +603,23 @@ def _measure(H, threads, data, args, log):
         # Blocks of consecutive windows, no pause, as training runs them:
         # each worker's threads stay as warm (or as spinning) as in an
         # hour of training; the order rotates as above.
-        blocks = {(p, n): ([], []) for p in args.paths for n in args.windows}
+        blocked = [p for p in args.paths if p in args.block_paths]
+        blocks = {(p, n): ([], []) for p in blocked for n in args.windows}
         for n in args.windows:
-            for b in range(args.blocks):
-                k = b % len(args.paths)
-                for p in args.paths[k:] + args.paths[:k]:
+            for b in range(args.blocks if blocked else 0):
+                k = b % len(blocked)
+                for p in blocked[k:] + blocked[:k]:
                     time.sleep(args.gap)    # the others' threads park
                     r = workers[p].window(n, args.block_windows)
                     blocks[p, n][0].append(r["seconds"])
                     blocks[p, n][1].append(r["tokens"])
-            if args.blocks:
+            if args.blocks and blocked:
                 log("# H=%d threads=%d N=%d, blocks of %d windows: %s" % (
                     H, threads, n, args.block_windows, ", ".join(
                         "%s %.0f" % (p, np.median(
                             np.asarray(blocks[p, n][1]) /
                             np.asarray(blocks[p, n][0])))
-                        for p in args.paths)))
+                        for p in blocked)))
     finally:
         for w in workers.values():
             w.close()
@@ -628,7 +639,7 @@ def _measure(H, threads, data, args, log):
             s.update(tokens=float(np.mean(timed[p, n][1])),
                      samples=float(np.mean(timed[p, n][2])))
             entry["windows"][str(n)] = s
-            if args.blocks:
+            if args.blocks and p in blocked:
                 entry["blocks"][str(n)] = _summary(*blocks[p, n])
         out.append(entry)
     return out
@@ -851,6 +862,10 @@ def parse_args(argv):
                         "none)" % BLOCKS)
     p.add_argument("--block-windows", type=int, default=BLOCK_WINDOWS,
                    help="windows per block (default %d)" % BLOCK_WINDOWS)
+    p.add_argument("--block-paths", default=None,
+                   help="comma-separated: the paths also timed in blocks "
+                        "(default: every path but %s, the baseline, whose "
+                        "blocks would take most of the run)" % BASELINE)
     p.add_argument("--omp-passive", action="store_true",
                    help="set OMP_WAIT_POLICY=PASSIVE in every process: "
                         "PyTorch's multi-threaded rows then stay sane while "
@@ -872,6 +887,10 @@ def parse_args(argv):
         return args
     args.vocab = args.vocab_size
     args.paths = tuple(x for x in args.paths.split(",") if x)
+    args.block_paths = tuple(
+        x for x in args.block_paths.split(",") if x) \
+        if args.block_paths is not None else tuple(
+            x for x in args.paths if x != BASELINE)
     if args.repeats < 1 or not args.units or not args.windows or \
             not args.threads or min(args.threads) < 1:
         p.error("need --repeats >= 1 and non-empty --units, --windows and "
