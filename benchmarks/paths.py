@@ -464,7 +464,8 @@ def run(paths=DEFAULT_PATHS, units=UNITS, windows=WINDOWS, args=None,
                         break
                     k = rnd % len(todo)
                     for p in todo[k:] + todo[:k]:   # rotate the order
-                        r = workers[p].window(n)
+                        time.sleep(getattr(args, "gap", 0.0))
+                        r = workers[p].window(n, getattr(args, "block", 1))
                         timed[p, n][0].append(r["seconds"])
                         timed[p, n][1].append(r["tokens"])
                         spent[p, n] += r["seconds"]
@@ -669,6 +670,12 @@ def parse_args(argv):
     p.add_argument("--budget", type=float, default=BUDGET,
                    help="seconds of timed windows per cell after which no "
                         "more repeats start (default %g)" % BUDGET)
+    p.add_argument("--gap", type=float, default=0.0,
+                   help="seconds of pause before each timed window, in "
+                        "which no worker computes, so that the previous "
+                        "worker's idle threads stop spinning (default 0)")
+    p.add_argument("--block", type=int, default=1,
+                   help="consecutive windows timed as one (default 1)")
     p.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     p.add_argument("--mask-pool", type=int, default=MASK_POOL)
     p.add_argument("--vocab-size", type=int, default=VOCAB)
