@@ -44,7 +44,7 @@ from ..backend import DEFAULT_FLAGS, DEFAULTED, theano
 
 __all__ = ["CpuCOp", "C_CODE_DIR", "c_sections", "unavailable_reason",
            "FLOAT_DTYPES", "INDEX_DTYPES", "loop_compile_args",
-           "cxxflags_defaulted"]
+           "cxxflags_defaulted", "NodeRewrite"]
 
 #: The directory of our operations' C files (package data).
 C_CODE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)),
@@ -71,6 +71,36 @@ def unavailable_reason():
         return "device %s (our C operations run on the CPU)" % (
             theano.config.device,)
     return None
+
+
+class NodeRewrite(theano.gof.Optimizer):
+    """A graph pass that replaces every node for which ``replace(node)``
+    gives new outputs (None: the node stays), in topological order.
+
+    Parameters
+    ----------
+    replace : callable
+        ``replace(node) -> list of variables or None``.
+    reason : str
+        The name the replacements are recorded under (the pass's tag in
+        Theano's ``optdb``).
+    """
+
+    def __init__(self, replace, reason):
+        super(NodeRewrite, self).__init__()
+        self.replace, self.reason = replace, reason
+
+    def add_requirements(self, fgraph):
+        fgraph.attach_feature(theano.gof.toolbox.ReplaceValidate())
+
+    def apply(self, fgraph):
+        for node in fgraph.toposort():
+            if node not in fgraph.apply_nodes:
+                continue
+            new = self.replace(node)
+            if new is not None:
+                fgraph.replace_all_validate(list(zip(node.outputs, new)),
+                                            reason=self.reason)
 
 
 def loop_compile_args():

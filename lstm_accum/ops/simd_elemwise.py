@@ -39,7 +39,8 @@ import hashlib
 import inspect
 
 from ..backend import theano, T
-from .base import c_sections, cxxflags_defaulted, loop_compile_args
+from .base import (NodeRewrite, c_sections, cxxflags_defaulted,
+                   loop_compile_args)
 
 __all__ = ["SimdComposite", "SimdElemwise", "simd_elemwise",
            "include_simd_elemwise", "SIMD_ELEMWISE"]
@@ -209,24 +210,9 @@ def simd_elemwise(node):
     return op.make_node(*node.inputs).outputs
 
 
-class _SimdElemwiseOptimizer(theano.gof.Optimizer):
-    """Every eligible ``Elemwise`` of a graph as a :class:`SimdElemwise`."""
-
-    def add_requirements(self, fgraph):
-        fgraph.attach_feature(theano.gof.toolbox.ReplaceValidate())
-
-    def apply(self, fgraph):
-        for node in fgraph.toposort():
-            if node not in fgraph.apply_nodes:
-                continue
-            new = simd_elemwise(node)
-            if new is not None:
-                fgraph.replace_all_validate(
-                    list(zip(node.outputs, new)), reason=SIMD_ELEMWISE)
-
-
 # After the in-place passes (75) and before the last merge (100).
-theano.compile.optdb.register(SIMD_ELEMWISE, _SimdElemwiseOptimizer(), 99)
+theano.compile.optdb.register(
+    SIMD_ELEMWISE, NodeRewrite(simd_elemwise, SIMD_ELEMWISE), 99)
 
 
 def include_simd_elemwise(mode):

@@ -38,7 +38,7 @@ import numpy as np
 
 from ..backend import EmptyProps, theano, T
 from ..backend.openblas import cpu_flags, loaded_openblas
-from .base import CpuCOp, unavailable_reason
+from .base import CpuCOp, NodeRewrite, unavailable_reason
 from .fused_lstm import FusedLSTM, FusedLSTMGrad
 from .softmax_nll import SoftmaxNLL, SoftmaxNLLGrad
 
@@ -147,26 +147,9 @@ def _team_version(node):
     return None
 
 
-class _TeamOptimizer(theano.gof.Optimizer):
-    """Every float32 ``Dot22`` as a :class:`TeamDot`; every float32 fused
-    LSTM operation, and every softmax NLL operation, with ``team=True``."""
-
-    def add_requirements(self, fgraph):
-        fgraph.attach_feature(theano.gof.toolbox.ReplaceValidate())
-
-    def apply(self, fgraph):
-        for node in fgraph.toposort():
-            if node not in fgraph.apply_nodes:
-                continue
-            new = _team_version(node)
-            if new is not None:
-                fgraph.replace_all_validate(list(zip(node.outputs, new)),
-                                            reason=TEAM)
-
-
 # After Theano's BLAS passes and in-place passes (75), before our SIMD
 # loops (99) and the last merge (100).
-theano.compile.optdb.register(TEAM, _TeamOptimizer(), 98)
+theano.compile.optdb.register(TEAM, NodeRewrite(_team_version, TEAM), 98)
 
 #: The process's team of threads, shared by every compiled module of our
 #: operations: a capsule that the first one to need the team puts here
