@@ -21,15 +21,17 @@ from lstm_accum.ops import (FusedLSTM, FusedLSTMGrad, SoftmaxNLL,
 
 #: (M, K, N) of the products: the output layer's three at a minibatch of
 #: 640 tokens, H = 96, V = 1001 (odd sizes: shares end inside a block of
-#: 16), a tall and a tiny one (below the size that wakes the team).
-PRODUCTS = [(640, 96, 1001), (37, 1001, 129), (1001, 37, 640),
+#: 16), a tall and a tiny one (below the size that wakes the team, and
+#: below OpenBLAS's own threshold for threads).
+PRODUCTS = [(640, 96, 1001), (37, 2001, 129), (1001, 37, 640),
             (3, 5, 7)]
 #: (N, V) of the softmax NLL: large enough for the team, V not a multiple
 #: of 16, and one row.
 SOFTMAX = [(300, 1001), (1, 70000)]
 #: (steps, batch, H) of the fused LSTM: small batches that the team shares
-#: only with team=True.
-LSTM = [(5, 32, 96), (4, 13, 40), (3, 9, 130)]
+#: only with team=True, each with a recurrent weight gradient large enough
+#: (H * 4H * steps * batch >= 2^23) to be a product on the team.
+LSTM = [(5, 32, 128), (8, 13, 160), (6, 9, 200)]
 CLIP = 0.5
 
 

@@ -9,21 +9,24 @@ threads most of a step ran on one core.
 
 With the rewrite of this module, the team runs the products too:
 
-* :class:`TeamDot` takes the place of every float32 ``Dot22``: each thread
-  of the team multiplies its share of the result's rows (or columns) with
-  OpenBLAS's ``sgemm`` on one thread (``c_code/team_blas.c``), so
-  OpenBLAS's own threads are never woken and sleep;
+* :class:`TeamDot` takes the place of every float32 ``Dot22``: from 2^23
+  multiply-adds up (a minibatch's products, not a sentence's at small H)
+  each thread of the team multiplies its share of the result's rows (or
+  columns) with OpenBLAS's ``sgemm`` on one thread
+  (``c_code/team_blas.c``), so in bucketed training OpenBLAS's own
+  threads are never woken and sleep; smaller products run as NumPy's dot
+  runs them;
 * the fused LSTM's operations get ``team=True``: their steps are shared
   by the team from small batches up, and the recurrent weights' gradient
   is a product on the team;
 * so do the softmax NLL's: the forward's rows and the backward's columns
   are shared by the team.
 
-Every element of a product is one ``sgemm`` sum over the whole inner
-dimension: the results do not depend on the number of threads and equal
-OpenBLAS's one-thread results bit for bit (``tests/test_team.py``); where
-OpenBLAS on several threads summed in another order, they differ from its
-results by float32 rounding.
+Every element of a product on the team is one ``sgemm`` sum over the
+whole inner dimension: the results do not depend on the number of threads
+and equal OpenBLAS's one-thread results bit for bit
+(``tests/test_team.py``); where OpenBLAS on several threads summed in
+another order, they differ from its results by float32 rounding.
 
 The rewrite needs NumPy's OpenBLAS with the 64-bit interface of NumPy's
 wheels (``cblas_sgemm64_``) loaded, and AVX-512 (the team's kernel);

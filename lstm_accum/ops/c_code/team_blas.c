@@ -20,10 +20,11 @@
    another BLAS), lstm_accum_team_sgemm answers false and the caller uses
    its own path.
 
-   Every element of the result is one call's sum over the whole inner
-   dimension, in OpenBLAS's one-thread order, whatever the share: the
-   results do not depend on the number of threads, and equal OpenBLAS's
-   on one thread bit for bit (tests/test_team.py). */
+   From LSTM_ACCUM_TEAM_GEMM_MIN multiply-adds up, every element of the
+   result is one call's sum over the whole inner dimension, in OpenBLAS's
+   one-thread order, whatever the share: the results do not depend on the
+   number of threads, and equal OpenBLAS's on one thread bit for bit
+   (tests/test_team.py). */
 #include <dlfcn.h>
 #include <link.h>
 
@@ -69,6 +70,12 @@ static bool lstm_accum_blas_found(void)
             dl_iterate_phdr(lstm_accum_blas_look, NULL) ? 1 : -1;
     return lstm_accum_blas_.state > 0;
 }
+
+/* Products of fewer multiply-adds (a sentence's, at small H) run as
+   NumPy's dot runs them: one OpenBLAS call, on its own threads; below
+   this size, setting OpenBLAS to one thread and waking the team cost
+   more than they save (benchmarks/paths.py, per-sentence paths). */
+#define LSTM_ACCUM_TEAM_GEMM_MIN 8388608.0
 
 /* Rows (or columns) of the result in blocks of this many: every share
    starts on a multiple of it. */
@@ -132,13 +139,15 @@ static bool lstm_accum_team_sgemm(bool ta, bool tb, long M, long N, long K,
         return true;
     lstm_accum_gemm_job job = {ta, tb, N <= M, M, N, K, A, lda, B, ldb,
                                beta, C, ldc};
+    if ((double)M * N * K < LSTM_ACCUM_TEAM_GEMM_MIN) {
+        /* as NumPy's dot runs it (OpenBLAS's own threads) */
+        lstm_accum_gemm_work(&job, 0, 1);
+        return true;
+    }
     const int threads = lstm_accum_blas_.get_threads();
     if (threads != 1)
         lstm_accum_blas_.set_threads(1);
-    /* below 2^18 multiply-adds waking the team costs more than it saves */
-    lstm_accum_team_run(lstm_accum_gemm_work, &job,
-                        (double)M * N * K >= 262144.0
-                        ? lstm_accum_team_start() : 1);
+    lstm_accum_team_run(lstm_accum_gemm_work, &job, lstm_accum_team_start());
     if (threads != 1)
         lstm_accum_blas_.set_threads(threads);
     return true;
