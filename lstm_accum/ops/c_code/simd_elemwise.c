@@ -22,19 +22,11 @@
 #define LSTM_ACCUM_SIMD_FUNCTION __attribute__((noinline))
 
 /* The team (team.c) shares a loop's elements out from 2^16 elements up:
-   thread rank of size gets [s0, s1), starting on a multiple of 16 (a
-   cache line of floats).  Every element's arithmetic is the same on any
-   thread: the results do not depend on the number of threads. */
+   each thread gets its share from lstm_accum_team_share (team.c).  Every
+   element's arithmetic is the same on any thread: the results do not
+   depend on the number of threads. */
 #define LSTM_ACCUM_SIMD_TEAM(n) \
     ((n) >= 65536 ? lstm_accum_team_start() : 1)
-#define LSTM_ACCUM_SIMD_SHARE(n, rank, size, s0, s1) \
-    do { \
-        const npy_intp blocks_ = ((n) + 15) / 16; \
-        (s0) = 16 * (blocks_ * (rank) / (size)); \
-        (s1) = 16 * (blocks_ * ((rank) + 1) / (size)); \
-        if ((s1) > (n)) \
-            (s1) = (n); \
-    } while (0)
 
 /* NAME_job (the loop's arguments: FIELDS, after the element count n_) and
    NAME_work, the team's job: NAME on the thread's share of the elements,
@@ -48,8 +40,8 @@
     static void NAME##_work(void* p_, int rank_, int size_) \
     { \
         const NAME##_job* j_ = (const NAME##_job*)p_; \
-        npy_intp s0_, s1_; \
-        LSTM_ACCUM_SIMD_SHARE(j_->n_, rank_, size_, s0_, s1_); \
+        long s0_, s1_; \
+        lstm_accum_team_share(j_->n_, rank_, size_, &s0_, &s1_); \
         if (s0_ < s1_) \
             NAME(s1_ - s0_, __VA_ARGS__); \
     }

@@ -144,11 +144,8 @@ static void lstm_accum_softmax_backward_work(void* p, int rank, int size)
 {
     const lstm_accum_softmax_job<T, I>* j =
         (const lstm_accum_softmax_job<T, I>*)p;
-    const npy_intp blocks = (j->V + 15) / 16;
-    const npy_intp j0 = 16 * (blocks * rank / size);
-    npy_intp j1 = 16 * (blocks * (rank + 1) / size);
-    if (j1 > j->V)
-        j1 = j->V;
+    long j0, j1;
+    lstm_accum_team_share(j->V, rank, size, &j0, &j1);
     if (j0 < j1)
         lstm_accum_softmax_nll_backward<T, I>(j->N, j->V, j0, j1, j->g,
                                               j->sm, j->y, j->out, j->db,

@@ -230,6 +230,18 @@ static void lstm_accum_team_run(lstm_accum_job job, void* arg, int size)
     lstm_accum_wait_for(&t->done, t->workers, true);
 }
 
+/* Thread rank of size's share [*s0, *s1) of n items in blocks of 16 (a
+   cache line of floats): every share starts on a multiple of 16. */
+static inline void lstm_accum_team_share(long n, int rank, int size,
+                                         long* s0, long* s1)
+{
+    const long blocks = (n + 15) / 16;
+    *s0 = 16 * (blocks * rank / size);
+    *s1 = 16 * (blocks * (rank + 1) / size);
+    if (*s1 > n)
+        *s1 = n;
+}
+
 /* A barrier for the threads of one job. */
 struct lstm_accum_barrier {
     int count;

@@ -77,10 +77,6 @@ static bool lstm_accum_blas_found(void)
    more than they save (benchmarks/paths.py, per-sentence paths). */
 #define LSTM_ACCUM_TEAM_GEMM_MIN 8388608.0
 
-/* Rows (or columns) of the result in blocks of this many: every share
-   starts on a multiple of it. */
-#define LSTM_ACCUM_SHARE_BLOCK 16
-
 struct lstm_accum_gemm_job {
     bool ta, tb, by_rows;
     long M, N, K;
@@ -97,12 +93,8 @@ static void lstm_accum_gemm_work(void* p, int rank, int size)
 {
     const lstm_accum_gemm_job* j = (const lstm_accum_gemm_job*)p;
     const long n = j->by_rows ? j->M : j->N;
-    const long blocks = (n + LSTM_ACCUM_SHARE_BLOCK - 1)
-                        / LSTM_ACCUM_SHARE_BLOCK;
-    const long s0 = LSTM_ACCUM_SHARE_BLOCK * (blocks * rank / size);
-    long s1 = LSTM_ACCUM_SHARE_BLOCK * (blocks * (rank + 1) / size);
-    if (s1 > n)
-        s1 = n;
+    long s0, s1;
+    lstm_accum_team_share(n, rank, size, &s0, &s1);
     if (s0 >= s1)
         return;
     const int order = 101, no = 111, yes = 112;     /* CBLAS's enums */
