@@ -13,7 +13,9 @@ import pytest
 from scipy.special import logsumexp, softmax
 
 from lstm_accum.backend import theano, T
-from lstm_accum.ops.softmax_nll import SoftmaxNLL, SoftmaxNLLGrad, softmax_nll
+from lstm_accum.ops.softmax_nll import (SoftmaxNLL, SoftmaxNLLGrad,
+                                       SoftmaxNLLLoss, softmax_nll)
+from lstm_accum.ops.team import include_team
 
 PY_MODE = theano.Mode(linker="py", optimizer="fast_run")
 MODES = {"c": None, "py": PY_MODE}
@@ -287,3 +289,61 @@ def test_infer_shape_needs_no_computation():
     assert not ops & {SoftmaxNLL, SoftmaxNLLGrad}
     shapes = f(np.zeros((3, 8)), np.zeros(8), np.zeros(3, "int32"))
     assert [tuple(s) for s in shapes] == [(3,), (3, 8), (3, 8), (8,)]
+
+
+# -- the loss alone (SoftmaxNLLLoss, put in by the rewrite) -----------------
+def _loss_fn(dtype, linker, team=False, index="int32"):
+    x = T.matrix("logits", dtype=dtype)
+    b = T.vector("b", dtype=dtype)
+    y = T.vector("y", dtype=index)
+    mode = MODES[linker] or theano.compile.mode.get_default_mode()
+    fn = theano.function([x, b, y], softmax_nll(x, b, y),
+                         mode=include_team(mode) if team else mode)
+    ops = [n.op for n in fn.maker.fgraph.toposort()]
+    assert [type(op) for op in ops] == [SoftmaxNLLLoss]
+    return fn
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("linker,team", [("c", False), ("c", True),
+                                         ("py", False)])
+def test_loss_alone_equals_the_full_forward_bit_for_bit(fns, dtype, linker,
+                                                        team):
+    """A graph that uses neither the softmax nor the gradient runs
+    SoftmaxNLLLoss: the same nll as SoftmaxNLL's, bit for bit, and SciPy's
+    within rounding; shapes whose rows the team shares (600 x 2000) and
+    odd ones."""
+    if team and include_team(theano.compile.mode.get_default_mode()) is \
+            theano.compile.mode.get_default_mode():
+        pytest.skip("the team cannot run here")
+    loss = _loss_fn(dtype, linker, team)
+    full = fns(dtype, linker)
+    rng = np.random.RandomState(7)
+    for N, V in [(1, 1), (5, 7), (600, 2000), (33, 1031), (0, 4)]:
+        x, b, y, r = _data(rng, N, V, dtype=dtype)
+        got = loss(x, b, y)
+        assert got.dtype == dtype and got.shape == (N,)
+        np.testing.assert_array_equal(got, full(x, b, y, r)[0])
+        want = reference(x, b, y, r)[0]
+        assert _rel_err(got, want) < (1e-5 if dtype == "float32" else 1e-12)
+
+
+def test_loss_alone_only_where_the_softmax_is_unused(fns):
+    """The softmax output or a gradient in the graph keeps SoftmaxNLL."""
+    x, b, y = T.matrix("x"), T.vector("b"), T.ivector("y")
+    nll, sm = SoftmaxNLL()(x, b, y)
+    both = theano.function([x, b, y], [nll, sm])
+    assert SoftmaxNLL in {type(n.op) for n in both.maker.fgraph.toposort()}
+    assert SoftmaxNLLLoss not in {type(n.op)
+                                  for n in both.maker.fgraph.toposort()}
+    _compile("float64", "c")      # asserts SoftmaxNLL and its gradient
+
+
+@pytest.mark.parametrize("linker", ["c", "py"])
+def test_loss_alone_checks_targets_and_shapes(linker):
+    loss = _loss_fn("float64", linker)
+    x = np.zeros((3, 4))
+    with pytest.raises(ValueError, match="target 4 .row 1. is out of range"):
+        loss(x, np.zeros(4), np.array([0, 4, 1], "int32"))
+    with pytest.raises(ValueError, match="inconsistent shapes"):
+        loss(x, np.zeros(5), np.array([0, 1, 1], "int32"))

@@ -4,8 +4,10 @@ This part owns everything that must happen around ``import theano``: the
 configuration defaults that never override the user (:mod:`.flags`), the
 fixes that make Theano and Lasagne run on Python 3.11 and 3.12 with NumPy
 1.2x (:mod:`.patches`), the compiled scan loop (:mod:`.scan_loop`),
-OpenBLAS's kernel choice (:mod:`.openblas`) and the fixes of Theano's GPU
-backend for devices that are not CUDA (:mod:`.opencl`); it exports
+OpenBLAS's kernel choice (:mod:`.openblas`), glibc's malloc thresholds
+(:mod:`.allocator`: freed memory kept for the next call, unless the user set
+malloc's own) and the fixes of Theano's GPU backend for devices that are not
+CUDA (:mod:`.opencl`); it exports
 ``theano``, ``T``, ``lasagne``, ``floatX``, :func:`describe` and
 :func:`transfers` (what a compiled function moves between the host and the
 device), so the rest of the package writes ``from ..backend import theano,
@@ -25,7 +27,7 @@ if sys.version_info >= (3, 13):  # pragma: no cover - exercised only on 3.13+
         "the last NumPy whose C API Theano 1.0.5's C code builds against, "
         "has no wheels for Python 3.13 or newer." % sys.version_info[:2])
 
-from . import flags, opencl, patches, scan_loop  # noqa: E402
+from . import allocator, flags, opencl, patches, scan_loop  # noqa: E402
 from .flags import DEFAULT_FLAGS, DEFAULTED, user_config_keys  # noqa: E402
 from .patches import EmptyProps  # noqa: E402
 from .transfers import Transfer, transfers, unexpected_transfers  # noqa: E402
@@ -57,6 +59,7 @@ def _import_theano():
     return theano
 
 
+allocator.keep_freed_memory()
 patches.install_pkg_resources_fallback()
 theano = _import_theano()
 import theano.tensor as T  # noqa: E402

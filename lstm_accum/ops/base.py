@@ -80,7 +80,8 @@ class NodeRewrite(theano.gof.Optimizer):
     Parameters
     ----------
     replace : callable
-        ``replace(node) -> list of variables or None``.
+        ``replace(node) -> list of variables or None``; an output whose
+        entry is None is not replaced (it must have no client).
     reason : str
         The name the replacements are recorded under (the pass's tag in
         Theano's ``optdb``).
@@ -99,8 +100,9 @@ class NodeRewrite(theano.gof.Optimizer):
                 continue
             new = self.replace(node)
             if new is not None:
-                fgraph.replace_all_validate(list(zip(node.outputs, new)),
-                                            reason=self.reason)
+                fgraph.replace_all_validate(
+                    [(old, v) for old, v in zip(node.outputs, new)
+                     if v is not None], reason=self.reason)
 
 
 def loop_compile_args():

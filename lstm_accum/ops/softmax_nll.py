@@ -38,11 +38,11 @@ and no GPU implementation.
 import numpy as np
 
 from ..backend import theano, T
-from .base import FLOAT_DTYPES, INDEX_DTYPES, CpuCOp
+from .base import FLOAT_DTYPES, INDEX_DTYPES, CpuCOp, NodeRewrite
 
-__all__ = ["SoftmaxNLL", "SoftmaxNLLGrad", "softmax_nll"]
+__all__ = ["SoftmaxNLL", "SoftmaxNLLLoss", "SoftmaxNLLGrad", "softmax_nll"]
 
-_VERSION = 6
+_VERSION = 7
 
 
 def softmax_nll(logits, b, y):
@@ -134,7 +134,8 @@ class _SimdReductionCOp(CpuCOp):
         self.team = bool(team)
 
     def c_node_macros(self, node):
-        return [("LSTM_ACCUM_TEAM", "true" if self.team else "false")]
+        return [("LSTM_ACCUM_TEAM", "true" if self.team else "false"),
+                ("LSTM_ACCUM_SOFTMAX_OUT", str(len(node.outputs) - 1))]
 
     def c_compile_args(self):
         # -fopenmp-simd: the "#pragma omp simd reduction" of the max and of
@@ -212,6 +213,45 @@ class SoftmaxNLL(_SimdReductionCOp):
         return [dlogits, db, DisconnectedType()()]
 
 
+class SoftmaxNLLLoss(_SimdReductionCOp):
+    """:class:`SoftmaxNLL`'s ``nll`` alone, for graphs that use neither its
+    softmax nor its gradient (scoring, evaluation).
+
+    The same numbers, bit for bit; each row's exponentials stay in a
+    row of scratch instead of an ``(N, V)`` output that is written, scaled
+    and thrown away.  Not built directly: the rewrite
+    ``lstm_accum_softmax_loss`` (this module, in Theano's ``fast_run``)
+    puts it in place of every :class:`SoftmaxNLL` whose softmax has no
+    client.  No gradient.
+    """
+    c_files = SoftmaxNLL.c_files
+    func_name = SoftmaxNLL.func_name
+
+    def make_node(self, logits, b, y):
+        full = SoftmaxNLL(self.team).make_node(logits, b, y)
+        return theano.Apply(self, full.inputs, [full.outputs[0].type()])
+
+    def infer_shape(self, node, shapes):
+        return [(shapes[0][0],)]
+
+    def perform(self, node, inputs, outputs):
+        both = [[None], [None]]
+        SoftmaxNLL.perform(self, node, inputs, both)
+        outputs[0][0] = both[0][0]
+
+    def grad(self, inputs, output_grads):
+        return [theano.gradient.grad_not_implemented(self, k, x)
+                for k, x in enumerate(inputs)]
+
+
+def _loss_alone(node):
+    """``[nll]`` of a :class:`SoftmaxNLLLoss` for a :class:`SoftmaxNLL`
+    node whose softmax has no client, else None."""
+    if type(node.op) is SoftmaxNLL and not node.outputs[1].clients:
+        return [SoftmaxNLLLoss(node.op.team)(*node.inputs), None]
+    return None
+
+
 class SoftmaxNLLGrad(_SimdReductionCOp):
     """Gradient of :class:`SoftmaxNLL` with respect to the logits and bias.
 
@@ -251,3 +291,10 @@ class SoftmaxNLLGrad(_SimdReductionCOp):
         d[rows, y] = g * (sm[rows, y] - 1)
         outputs[0][0] = d.astype(sm.dtype)
         outputs[1][0] = d.sum(axis=0, dtype=np.float64).astype(sm.dtype)
+
+
+#: The rewrite's name in Theano's optdb (in ``fast_run``).
+LOSS_ALONE = "lstm_accum_softmax_loss"
+# Before the team's rewrite (98), which gives the new node its threads.
+theano.compile.optdb.register(LOSS_ALONE, NodeRewrite(_loss_alone, LOSS_ALONE),
+                              97, "fast_run")

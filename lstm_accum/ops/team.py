@@ -43,7 +43,7 @@ from ..backend import EmptyProps, theano, T
 from ..backend.openblas import cpu_flags, loaded_openblas
 from .base import CpuCOp, NodeRewrite, unavailable_reason
 from .fused_lstm import FusedLSTM, FusedLSTMGrad
-from .softmax_nll import SoftmaxNLL, SoftmaxNLLGrad
+from .softmax_nll import SoftmaxNLL, SoftmaxNLLGrad, SoftmaxNLLLoss
 
 __all__ = ["TeamDot", "include_team", "team_unavailable", "TEAM"]
 
@@ -145,7 +145,8 @@ def _team_version(node):
             node.outputs[0].dtype == "float32":
         return FusedLSTMGrad(op.grad_clipping, aux=op.aux, team=True)(
             *node.inputs, return_list=True)
-    if type(op) in (SoftmaxNLL, SoftmaxNLLGrad) and not op.team:
+    if type(op) in (SoftmaxNLL, SoftmaxNLLLoss, SoftmaxNLLGrad) and \
+            not op.team:
         return type(op)(team=True)(*node.inputs, return_list=True)
     return None
 

@@ -18,15 +18,18 @@ static npy_intp lstm_accum_first_bad_target(npy_intp N, npy_intp V,
 
 /* nll[n] = log(sum_j exp(z[n, j] - m_n)) - (z[n, y_n] - m_n) and
    sm[n, :] = softmax(z[n, :]), z = x + b, m_n = max_j z[n, j], for the
-   rows [n0, n1).  The targets have been checked. */
+   rows [n0, n1).  With sm NULL (the loss alone, SoftmaxNLLLoss), each
+   row's exponentials go to row (V values of scratch) and are not
+   normalised: the same nll, without writing an (N, V) matrix.  The
+   targets have been checked. */
 template <typename T, typename I>
 __attribute__((noinline)) static void lstm_accum_softmax_nll_forward(
     npy_intp n0, npy_intp n1, npy_intp V, const T* x,
-    const T* __restrict__ b, const I* y, T* nll, T* sm)
+    const T* __restrict__ b, const I* y, T* nll, T* sm, T* row)
 {
     for (npy_intp n = n0; n < n1; ++n) {
         const T* __restrict__ xr = x + n * V;
-        T* __restrict__ sr = sm + n * V;
+        T* __restrict__ sr = sm ? sm + n * V : row;
         T m = xr[0] + b[0];
 #pragma omp simd reduction(max:m)
         for (npy_intp j = 0; j < V; ++j) {
@@ -44,10 +47,12 @@ __attribute__((noinline)) static void lstm_accum_softmax_nll_forward(
 #pragma omp simd reduction(+:s)
         for (npy_intp j = 0; j < V; ++j)
             s += sr[j];
-        const T inv = (T)(1.0 / s);
+        if (sm) {
+            const T inv = (T)(1.0 / s);
 #pragma omp simd
-        for (npy_intp j = 0; j < V; ++j)
-            sr[j] *= inv;
+            for (npy_intp j = 0; j < V; ++j)
+                sr[j] *= inv;
+        }
         const npy_intp t = (npy_intp)y[n];
         nll[n] = (T)(std::log(s) - (double)(xr[t] + b[t] - m));
     }
@@ -126,7 +131,7 @@ struct lstm_accum_softmax_job {
     const I* y;
     T *nll, *out, *db;
     double* acc;
-    T* part;
+    T* part;       /* the backward's block sums; the loss's rows */
 };
 
 template <typename T, typename I>
@@ -136,7 +141,7 @@ static void lstm_accum_softmax_forward_work(void* p, int rank, int size)
         (const lstm_accum_softmax_job<T, I>*)p;
     lstm_accum_softmax_nll_forward<T, I>(
         j->N * rank / size, j->N * (rank + 1) / size, j->V, j->x, j->b,
-        j->y, j->nll, j->out);
+        j->y, j->nll, j->out, j->out ? NULL : j->part + rank * j->V);
 }
 
 template <typename T, typename I>
@@ -157,15 +162,26 @@ static inline int lstm_accum_softmax_team(bool team, npy_intp N, npy_intp V)
     return team && (double)N * V >= 65536.0 ? lstm_accum_team_start() : 1;
 }
 
+/* The forward on the team; with sm NULL (the loss alone), each thread
+   writes its rows' exponentials to V values of its own.  Returns false,
+   having computed nothing, when that scratch cannot be allocated. */
 template <typename T, typename I>
-static void lstm_accum_softmax_nll_forward_team(
+static bool lstm_accum_softmax_nll_forward_team(
     bool team, npy_intp N, npy_intp V, const T* x, const T* b, const I* y,
     T* nll, T* sm)
 {
+    const int size = lstm_accum_softmax_team(team, N, V);
+    T* rows = NULL;
+    if (!sm) {
+        rows = (T*)malloc(sizeof(T) * (V ? V : 1) * size);
+        if (!rows)
+            return false;
+    }
     lstm_accum_softmax_job<T, I> job = {N, V, x, b, NULL, NULL, y, nll, sm,
-                                        NULL, NULL, NULL};
-    lstm_accum_team_run(lstm_accum_softmax_forward_work<T, I>, &job,
-                        lstm_accum_softmax_team(team, N, V));
+                                        NULL, NULL, rows};
+    lstm_accum_team_run(lstm_accum_softmax_forward_work<T, I>, &job, size);
+    free(rows);
+    return true;
 }
 
 template <typename T, typename I>
