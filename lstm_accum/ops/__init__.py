@@ -15,6 +15,7 @@ from .base import CpuCOp, unavailable_reason
 from .fused_lstm import fused_lstm, fused_supported, FusedLSTM, FusedLSTMGrad
 from .softmax_nll import softmax_nll, SoftmaxNLL, SoftmaxNLLGrad, SoftmaxNLLLoss
 from .row_sums import row_sums, RowSums
+from .joined_rows import JoinedRows
 from .accumulate import (AccumulateIfFinite, AllFinite, SquaredNorm,
                          accumulate_spec, all_finite, isfinite, on_cpu,
                          squared_norm)
