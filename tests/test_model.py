@@ -551,8 +551,9 @@ def test_training_graph_is_fused_and_never_stacks_input_weights():
     """Performance contract of the id model's training graph (CPU): one
     fused softmax-NLL op and its gradient (no separate softmax, no separate
     bias-gradient sum), one fused LSTM op and its gradient (no scan), and
-    the (V, H) input weights are looked up gate by gate, never joined into a
-    (V, 4H) matrix (whose gradient would then be split back every call)."""
+    the (V, H) input weights are looked up gate by gate (their rows written
+    side by side in one pass), never joined into a (V, 4H) matrix (whose
+    gradient would then be split back every call)."""
     model = build_model(V, H, input="ids", batching="bucket", seed=0)
     loss = model.loss()
     f = theano.function(model.inputs,
@@ -572,8 +573,10 @@ def test_training_graph_is_fused_and_never_stacks_input_weights():
     assert "lstm1.W_hid_to_ingate" in joined  # (H, 4H): small, still stacked
     assert not [name for name in joined
                 if name and name.startswith("lstm1.W_in_to_")]
-    lookups = [n.inputs[0].name for n in nodes
-               if type(n.op).__name__ == "AdvancedSubtensor1"]
+    # the four gates' lookups, written once side by side (JoinedRows)
+    assert "AdvancedSubtensor1" not in names
+    lookups = [W.name for n in nodes if type(n.op).__name__ == "JoinedRows"
+               for W in n.inputs[1:]]
     assert sorted(lookups) == sorted(
         "lstm1.W_in_to_" + g for g in ("ingate", "forgetgate", "cell",
                                        "outgate"))
