@@ -11,17 +11,20 @@ sentences (``--sentences`` of the synthetic corpus of :mod:`synthetic`: Zipf
 words over V=2000, English-like lengths, median 20 words):
 
 ``score``   :func:`lstm_accum.evaluation.score_sentences` on the whole list
-            (forward only, equal-length minibatches of up to
-            ``--batch-size`` sentences, per-word log-probabilities summed
-            per sentence).
+            (forward only, per-word log-probabilities summed per sentence;
+            minibatches of up to ``--batch-size`` sentences of
+            :func:`~lstm_accum.evaluation.sentences.length_batches`:
+            sorted by length, each taking sentences down to an eighth
+            shorter than its longest, whose steps past their end are
+            dropped).
 ``train``   our training path ``bucket-ids`` exactly as :mod:`paths` runs it
             (its worker: equal-length minibatches of 32, forward + backward
             accumulated on the device, one Adagrad update per window of 256
             sentences), windows until the pass has covered as many sentences.
 ``torch``   ``nn.Embedding(V, H) -> nn.LSTM(H, H) -> nn.Linear(H, V)``,
             ``log_softmax`` and the targets' log-probabilities, under
-            ``torch.no_grad()``, in the same equal-length minibatches as
-            ``score``.
+            ``torch.no_grad()``, in the same minibatches as ``score``,
+            the same steps dropped.
 
 A pass is all the sentences once; passes are timed round-robin, the order
 rotating, so load from other processes touches every worker alike; one
@@ -54,19 +57,11 @@ VOCAB = 2000          # V, special tokens included
 UNITS = (256, 1024)   # H values measured
 SENTENCES = 3000      # sentences scored per pass
 PASSES = 5            # timed passes per worker
-BATCH_SIZE = 32       # most sentences per scoring minibatch (ours and torch)
+BATCH_SIZE = 64       # most sentences per scoring minibatch (ours and torch;
+                      # score_sentences' default)
 TRAIN_WINDOW = 256    # sentences per update of the training path
 SEED = 1234           # corpus and weights
 WORKERS = ("score", "train", "torch")
-
-
-def _buckets(lengths, batch_size):
-    """Equal-length minibatches (index arrays), longest first, as
-    :func:`~lstm_accum.evaluation.score_sentences` forms them."""
-    order = np.argsort(-np.asarray(lengths), kind="stable")
-    bounds = np.flatnonzero(np.diff(np.asarray(lengths)[order])) + 1
-    return [group[i:i + batch_size] for group in np.split(order, bounds)
-            for i in range(0, len(group), batch_size)]
 
 
 # ---------------------------------------------------------------------------
@@ -117,12 +112,19 @@ def _torch_worker(args):
     flat, offsets = data["ids"].astype(np.int64), data["offsets"]
     lengths = np.diff(offsets)
     batches = []
-    for idx in _buckets(lengths, args.batch_size):
-        n = int(lengths[idx[0]])
-        words = flat[offsets[idx][:, None] + np.arange(n)]
+    # score_sentences' minibatches (the parent's length_batches): rows
+    # shorter than the longest get </s> (id 2) after their end, and the
+    # outputs there are dropped, as ours are
+    for idx in np.split(data["batch_order"], data["batch_bounds"]):
+        n = int(lengths[idx].max())
+        inside = np.arange(n) < lengths[idx][:, None]
+        words = np.full((len(idx), n), 2, np.int64)
+        words[inside] = flat[(offsets[idx][:, None] + np.arange(n))[inside]]
         X = np.concatenate([np.ones((len(idx), 1), np.int64), words], 1)
         y = np.concatenate([words, np.full((len(idx), 1), 2, np.int64)], 1)
-        batches.append((torch.from_numpy(X), torch.from_numpy(y)))
+        keep = np.arange(n + 1) <= lengths[idx][:, None]
+        batches.append((torch.from_numpy(X), torch.from_numpy(y),
+                        torch.from_numpy(keep)))
     t0 = time.perf_counter()
     torch.manual_seed(args.seed)
     V, H = args.vocab_size, args.units
@@ -130,14 +132,15 @@ def _torch_worker(args):
                            nn.Linear(H, V))
     for m in (embed, lstm, linear):
         m.eval()
-    tokens = int(sum(y.numel() for _, y in batches))
+    tokens = int(sum(int(keep.sum()) for _, _, keep in batches))
 
     def one_pass():
         totals = []
         with torch.no_grad():
-            for X, y in batches:
+            for X, y, keep in batches:
                 logp = torch.log_softmax(linear(lstm(embed(X))[0]), -1)
-                totals.append(logp.gather(-1, y[..., None])[..., 0].sum(1))
+                word = logp.gather(-1, y[..., None])[..., 0]
+                totals.append(torch.where(keep, word, 0.0).sum(1))
         return tokens
     one_pass()
     _serve({"compile_s": time.perf_counter() - t0,
@@ -203,8 +206,12 @@ def run(args, log=print):
                                    args.seed)
     fd, data = tempfile.mkstemp(prefix="score-speed-", suffix=".npz")
     os.close(fd)
+    from lstm_accum.evaluation.sentences import length_batches
+    batches = length_batches(corpus.lengths, args.batch_size, padded=True)
     np.savez(data, ids=np.asarray(corpus.ids, np.int32),
-             offsets=np.asarray(corpus.offsets, np.int64))
+             offsets=np.asarray(corpus.offsets, np.int64),
+             batch_order=np.concatenate(batches),
+             batch_bounds=np.cumsum([len(b) for b in batches])[:-1])
     log("# %d sentences, %d target tokens (median length %d words)"
         % (len(corpus), corpus.num_targets,
            int(np.median(corpus.lengths))))

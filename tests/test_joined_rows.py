@@ -25,7 +25,9 @@ def test_equals_numpy(dtype, index, mode):
     values = [rng.randn(50, d).astype(dtype) for d in (3, 16, 7, 1)]
     f, ops = _fn([theano.shared(v) for v in values], index, mode)
     assert ops == [JoinedRows]
-    for ids in ([0, 49, -1, -50, 7, 7], list(rng.randint(-50, 50, 300)), []):
+    # 3000 rows of 27: over 2^16 values, shared out to the team
+    for ids in ([0, 49, -1, -50, 7, 7], list(rng.randint(-50, 50, 300)),
+                list(rng.randint(-50, 50, 3000)), []):
         ids = np.array(ids, index)
         want = np.concatenate([v[ids] for v in values], axis=1)
         got = f(ids)

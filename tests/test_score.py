@@ -21,6 +21,7 @@ from lstm_accum import build_model, score_sentences
 from lstm_accum.cli import main
 from lstm_accum.data import BOS_ID, EOS_ID, UNK_ID, encode_file
 from lstm_accum.evaluation import score_corpus
+from lstm_accum.evaluation.sentences import length_batches
 from lstm_accum.exceptions import InputError
 from lstm_accum.models import load_model
 from lstm_accum.training import Trainer
@@ -102,6 +103,58 @@ def test_pieces_and_batch_size_do_not_change_scores(model):
     for k in (0, 1, 3, 4):
         np.testing.assert_array_equal(cut.word_log_probs[k],
                                       whole.word_log_probs[k])
+
+
+def test_minibatches_of_unequal_lengths_equal_numpy_forward_pass(model):
+    """Sentences of 8-17 words: a minibatch takes sentences down to an
+    eighth shorter than its longest; the shorter rows run past their end
+    and those outputs are dropped: every score is still the sentence's own
+    (numpy's forward pass of it alone)."""
+    rng = np.random.RandomState(5)
+    sents = [list(rng.randint(0, V, n)) for n in
+             [17, 16, 15, 15, 14, 9, 8, 8, 12, 11, 10, 17, 13]]
+    mixed = [b for b in length_batches([len(s) for s in sents], 64, True)
+             if len({len(sents[i]) for i in b}) > 1]
+    assert mixed        # the case under test happens
+    assert model.causal
+    scores = score_sentences(model, sents, word_scores=True)
+    for s, got in zip(sents, scores.word_log_probs):
+        np.testing.assert_allclose(got, numpy_log_probs(model, s), rtol=0,
+                                   atol=2e-5)
+
+
+def test_length_batches():
+    rng = np.random.RandomState(2)
+    lengths = rng.randint(0, 40, 500)
+    for padded in (False, True):
+        for size in (1, 7, 64):
+            batches = length_batches(lengths, size, padded)
+            assert sorted(np.concatenate(batches)) == list(range(500))
+            longest = [lengths[b].max() for b in batches]
+            assert longest == sorted(longest, reverse=True)
+            for b in batches:
+                assert 1 <= len(b) <= size
+                T = lengths[b].max()
+                assert lengths[b].min() >= (T - T // 8 if padded else T)
+                assert list(lengths[b]) == sorted(lengths[b], reverse=True)
+    assert length_batches([], 4) == []
+
+
+def test_models_not_known_causal_get_equal_lengths():
+    """A backwards LSTM reads each sentence from its end: rows run past it
+    would change every score, so it gets equal-length minibatches (the
+    same scores as one sentence per call)."""
+    back = build_model(V, H, input="ids", batching="bucket", seed=1,
+                       recurrent_kwargs={"backwards": True})
+    assert not back.causal
+    assert build_model(V, H, input="ids", batching="bucket", cell="gru",
+                       seed=1).causal
+    rng = np.random.RandomState(5)
+    sents = [list(rng.randint(0, V, n)) for n in [17, 16, 15, 8, 9]]
+    a = score_sentences(back, sents, word_scores=True)
+    b = score_sentences(back, sents, word_scores=True, batch_size=1)
+    for x, y in zip(a.word_log_probs, b.word_log_probs):
+        np.testing.assert_allclose(x, y, rtol=0, atol=2e-6)
 
 
 def test_unk_exclude_by_hand(model):

@@ -18,13 +18,20 @@ Conventions (those of :mod:`.scoring`, so the totals add up to what
   its total is the sum of its pieces';
 * log-probabilities are natural logarithms (divide by ``ln 10`` for base 10).
 
-How it runs: the pieces are grouped by length and each group is fed in
-equal-length minibatches (no padding, no mask) to one compiled, forward-only
+How it runs: the pieces are sorted by length, longest first, and cut into
+minibatches (:func:`length_batches`) fed to one compiled, forward-only
 function of the model, ``f(inputs, targets) -> per-target NLL``, built on
 first use and kept on the model (:meth:`~lstm_accum.models.LanguageModel.
-compiled`, key ``'sentence_scores'``), on whatever device Theano uses.  The
-per-target values come back in the model's float type and are summed in
-float64.
+compiled`, key ``'sentence_scores'``), on whatever device Theano uses; no
+mask.  For a model whose outputs depend only on the words before them
+(:attr:`~lstm_accum.models.LanguageModel.causal`: the built-in forward
+LSTM and GRU stacks), a minibatch may hold pieces up to an eighth shorter
+than its longest: their rows run on past their end, and those steps'
+outputs are dropped, which leaves every kept score as the piece alone gives
+it (to float32 rounding: the products run on other shapes).  Fewer, fuller
+minibatches: the recurrent weights are read once per step for more
+sentences.  Other models get equal-length minibatches.  The per-target
+values come back in the model's float type and are summed in float64.
 """
 import dataclasses
 import math
@@ -41,14 +48,17 @@ from ..models import LanguageModel
 from ..ops import include_team
 
 __all__ = ["score_sentences", "SentenceScores", "PerplexitySummary",
-           "UNK_CONVENTIONS", "LOG_BASES", "BATCH_SIZE"]
+           "UNK_CONVENTIONS", "LOG_BASES", "BATCH_SIZE", "length_batches"]
 
 #: ``'include'``: ``<unk>`` targets are scored; ``'exclude'``: they are not,
 #: and count as OOVs (SRILM).
 UNK_CONVENTIONS = ("include", "exclude")
-#: Most sentences per compiled call unless told: on two cores 16 to 32 were
-#: the fastest at H=256 and H=1024 (64 to 256 were 5-20% slower).
-BATCH_SIZE = 32
+#: Most sentences per compiled call unless told (benchmarks/score_speed.py
+#: --batch-size, two cores, H=256 and 1024).
+BATCH_SIZE = 64
+#: A causal model's minibatch takes pieces down to this fraction of its
+#: longest one's length shorter (rounded down: equal lengths below 8 words).
+PAD_FRACTION = 8
 #: Log bases of :meth:`SentenceScores.summary`: name -> ``ln(base)``.
 LOG_BASES = {"e": 1.0, "10": math.log(10.0)}
 
@@ -205,10 +215,10 @@ def score_sentences(model, sentences, vocab=None, word_scores=False,
     pieces = _Pieces(ids, max_length)
     nll = np.zeros(len(pieces.target_sentence), np.float64)
     fn = model.compiled("sentence_scores", lambda: _Forward(model))
-    for starts, length, where in pieces.batches(
-            1 if model.batching == "sample" else batch_size):
-        out = fn(pieces.flat, starts, length)
-        nll[where] = out.ravel()
+    padded = model.batching == "bucket" and model.causal
+    for starts, lengths, where in pieces.batches(
+            1 if model.batching == "sample" else batch_size, padded):
+        nll[where] = fn(pieces.flat, starts, lengths)
     targets = pieces.targets
     lp = -nll
     if unk == "exclude":
@@ -298,20 +308,53 @@ class _Pieces(object):
         targets[words] = self.flat
         self.targets = targets
 
-    def batches(self, batch_size):
-        """``(word starts, length, target positions)`` of equal-length
-        minibatches, longest first."""
-        order = np.argsort(-self.length, kind="stable")
-        if not len(order):
-            return
-        bounds = np.flatnonzero(np.diff(self.length[order])) + 1
-        for group in np.split(order, bounds):
-            length = int(self.length[group[0]])
-            for i in range(0, len(group), batch_size):
-                chunk = group[i:i + batch_size]
-                where = (self.target_start[chunk][:, None]
-                         + np.arange(length + 1)).ravel()
-                yield self.start[chunk], length, where
+    def batches(self, batch_size, padded):
+        """``(word starts, lengths, target positions)`` of the minibatches
+        of :func:`length_batches`; the positions row after row, each row's
+        ``length + 1`` targets."""
+        for chunk in length_batches(self.length, batch_size, padded):
+            counts = self.length[chunk] + 1
+            first = np.cumsum(counts) - counts
+            where = np.repeat(self.target_start[chunk] - first, counts) \
+                + np.arange(int(counts.sum()))
+            yield self.start[chunk], self.length[chunk], where
+
+
+def length_batches(lengths, batch_size, padded=False):
+    """Minibatches of sequences for a forward pass, longest first.
+
+    Parameters
+    ----------
+    lengths : sequence of int
+        Each sequence's length.
+    batch_size : int
+        Most sequences per minibatch.
+    padded : bool
+        False: equal lengths in each minibatch.  True: a minibatch whose
+        longest sequence has ``T`` words also takes sequences down to ``T -
+        T // PAD_FRACTION`` words (for causal models, whose shorter rows are
+        run on past their end and those outputs dropped).
+
+    Returns
+    -------
+    list of numpy.ndarray
+        Indices into ``lengths``, one array per minibatch, in the order of
+        decreasing length (ties in input order).
+    """
+    lengths = np.asarray(lengths, np.int64)
+    order = np.argsort(-lengths, kind="stable")
+    out = []
+    i = 0
+    while i < len(order):
+        longest = int(lengths[order[i]])
+        floor = longest - longest // PAD_FRACTION if padded else longest
+        j = i + 1
+        while j < len(order) and j - i < batch_size and \
+                lengths[order[j]] >= floor:
+            j += 1
+        out.append(order[i:j])
+        i = j
+    return out
 
 
 class _Forward(object):
@@ -328,12 +371,17 @@ class _Forward(object):
         self.mask_dtype = (model.mask_var.dtype if model.mask_var is not None
                            else None)
 
-    def __call__(self, flat, starts, length):
-        """NLL ``(B, length + 1)`` of the pieces ``flat[s:s + length]``."""
-        B = len(starts)
-        X = np.empty((B, length + 1), np.int32)
+    def __call__(self, flat, starts, lengths):
+        """NLL of the pieces ``flat[s:s + n]`` (``starts``, ``lengths``):
+        each piece's ``n + 1`` targets, piece after piece (float64).  A
+        piece shorter than the longest gets ``</s>`` after its end; the
+        outputs there are dropped."""
+        B, T = len(starts), int(lengths.max())
+        steps = np.arange(T)
+        inside = steps < lengths[:, None]
+        X = np.full((B, T + 1), EOS_ID, np.int32)
         X[:, 0] = BOS_ID
-        X[:, 1:] = flat[starts[:, None] + np.arange(length)]
+        X[:, 1:][inside] = flat[(starts[:, None] + steps)[inside]]
         y = np.empty_like(X)
         y[:, :-1] = X[:, 1:]
         y[:, -1] = EOS_ID
@@ -342,4 +390,5 @@ class _Forward(object):
         arrays = [X, y[0] if self.model.batching == "sample" else y]
         if self.mask_dtype is not None:
             arrays.append(np.ones(y.shape, self.mask_dtype))
-        return np.asarray(self.fn(*arrays), np.float64).reshape(B, -1)
+        out = np.asarray(self.fn(*arrays), np.float64).reshape(B, T + 1)
+        return out[np.arange(T + 1) <= lengths[:, None]]

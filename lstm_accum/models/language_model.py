@@ -80,6 +80,10 @@ class LanguageModel(object):
     params : list of trainable shared variables
     config : dict of the builder's arguments
     vocab_size, num_units, num_layers, input_kind, batching, cell : as built
+    causal : bool
+        Whether each output depends only on the inputs up to it: the
+        built-in cells (``'lstm'``, ``'gru'``) running forwards.  False for
+        a cell factory or ``backwards=True`` (not known, or not so).
     """
 
     def __init__(self, config, input_layer, mask_layer, recurrent_layers,
@@ -104,6 +108,9 @@ class LanguageModel(object):
         if self.mask_var is not None:
             self.inputs.append(self.mask_var)
         self.params = L.get_all_params(output_layer, trainable=True)
+        self.causal = isinstance(self.cell, str) and all(
+            isinstance(layer, (L.LSTMLayer, L.GRULayer))
+            and not layer.backwards for layer in self.recurrent_layers)
         self._expressions = {}
         self._compiled = {}
 

@@ -5,7 +5,9 @@ the results (``concatenate([W[ids] for W in gates], axis=1)``, see
 :mod:`lstm_accum.models.layers`): Theano runs one ``AdvancedSubtensor1`` per
 gate, each writing an ``(N, H)`` array, and a ``Join`` that copies them all
 again into ``(N, 4H)``.  :class:`JoinedRows` writes the ``(N, 4H)`` result
-directly, each row of each part copied once.  The same numbers (copies).
+directly, each row of each part copied once, the rows shared out to the
+process's team of threads (:mod:`.team`) from 2^16 values up.  The same
+numbers (copies).
 
 It is not built by hand: the rewrite ``lstm_accum_joined_rows`` (this
 module, in Theano's ``fast_run``) puts it in place of every ``Join`` along
@@ -22,7 +24,7 @@ from .base import (FLOAT_DTYPES, INDEX_DTYPES, CpuCOp, NodeRewrite,
 
 __all__ = ["JoinedRows", "MAX_PARTS"]
 
-_VERSION = 1
+_VERSION = 2
 #: Most matrices one node joins (the C function's arguments).
 MAX_PARTS = 8
 
@@ -38,7 +40,7 @@ class JoinedRows(CpuCOp):
 
     __props__ = EmptyProps()
     c_version = _VERSION
-    c_files = ("joined_rows.c",)
+    c_files = ("team.c", "joined_rows.c")
     func_name = "APPLY_SPECIFIC(joined_rows)"
 
     def make_node(self, ids, *parts):

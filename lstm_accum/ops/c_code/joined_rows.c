@@ -1,13 +1,14 @@
 #section support_code
 
-/* JoinedRows' loop (joined_rows.py): out[n, off_k : off_k + D_k] =
-   W_k[ids[n], :] for every part k, rows copied whole. */
+/* JoinedRows' loop (joined_rows.py, after team.c): out[n, off_k : off_k +
+   D_k] = W_k[ids[n], :] for every part k and the rows [n0, n1), rows copied
+   whole. */
 template <typename T, typename I>
 __attribute__((noinline)) static void lstm_accum_joined_rows(
-    npy_intp N, int K, const I* ids, const T* const* W, const npy_intp* V,
-    const npy_intp* D, npy_intp width, T* out)
+    npy_intp n0, npy_intp n1, int K, const I* ids, const T* const* W,
+    const npy_intp* V, const npy_intp* D, npy_intp width, T* out)
 {
-    for (npy_intp n = 0; n < N; ++n) {
+    for (npy_intp n = n0; n < n1; ++n) {
         T* row = out + n * width;
         for (int k = 0; k < K; ++k) {
             npy_intp i = (npy_intp)ids[n];
@@ -18,6 +19,31 @@ __attribute__((noinline)) static void lstm_accum_joined_rows(
         }
     }
 }
+
+template <typename T, typename I>
+struct lstm_accum_joined_rows_job {
+    npy_intp N;
+    int K;
+    const I* ids;
+    const T* const* W;
+    const npy_intp *V, *D;
+    npy_intp width;
+    T* out;
+};
+
+template <typename T, typename I>
+static void lstm_accum_joined_rows_work(void* p, int rank, int size)
+{
+    const lstm_accum_joined_rows_job<T, I>* j =
+        (const lstm_accum_joined_rows_job<T, I>*)p;
+    lstm_accum_joined_rows<T, I>(j->N * rank / size,
+                                 j->N * (rank + 1) / size, j->K, j->ids,
+                                 j->W, j->V, j->D, j->width, j->out);
+}
+
+/* The rows shared out to the team from LSTM_ACCUM_JOINED_TEAM_MIN values
+   copied up (below, waking it costs more than the copy). */
+#define LSTM_ACCUM_JOINED_TEAM_MIN 65536.0
 
 #section support_code_apply
 
@@ -64,8 +90,14 @@ int APPLY_SPECIFIC(joined_rows)(PyArrayObject* ids, int K,
         if (lstm_accum_prepare_output(out, 2, dims, TYPENUM_OUTPUT_0))
             goto done;
     }
-    lstm_accum_joined_rows<T, I>(N, K, idx, W, V, D, width,
-                                 (T*)PyArray_DATA(*out));
+    {
+        lstm_accum_joined_rows_job<T, I> job = {N, K, idx, W, V, D, width,
+                                                (T*)PyArray_DATA(*out)};
+        lstm_accum_team_run(
+            lstm_accum_joined_rows_work<T, I>, &job,
+            (double)N * width >= LSTM_ACCUM_JOINED_TEAM_MIN
+                ? lstm_accum_team_start() : 1);
+    }
     ok = 1;
 done:
     lstm_accum_release(K + 1, c);
