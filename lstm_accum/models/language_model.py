@@ -59,6 +59,27 @@ def stable_log_softmax(logits):
     return shifted - T.log(T.sum(T.exp(shifted), axis=1, keepdims=True))
 
 
+def is_causal(cell, recurrent_layers):
+    """Whether each output of a model depends only on the inputs up to it.
+
+    Parameters
+    ----------
+    cell : str or callable
+        The builder's ``cell``.
+    recurrent_layers : list of Lasagne layers
+
+    Returns
+    -------
+    bool
+        True for the built-in cells (``'lstm'``, ``'gru'``: Lasagne's
+        ``LSTMLayer``/``GRULayer`` or ours) running forwards; False for a
+        cell factory (not known) or ``backwards=True`` (not so).
+    """
+    return isinstance(cell, str) and all(
+        isinstance(layer, (L.LSTMLayer, L.GRULayer)) and not layer.backwards
+        for layer in recurrent_layers)
+
+
 class LanguageModel(object):
     """A built language model: Lasagne layers, symbolic inputs, loss.
 
@@ -81,9 +102,7 @@ class LanguageModel(object):
     config : dict of the builder's arguments
     vocab_size, num_units, num_layers, input_kind, batching, cell : as built
     causal : bool
-        Whether each output depends only on the inputs up to it: the
-        built-in cells (``'lstm'``, ``'gru'``) running forwards.  False for
-        a cell factory or ``backwards=True`` (not known, or not so).
+        Outputs depend on earlier inputs only (:func:`is_causal`).
     """
 
     def __init__(self, config, input_layer, mask_layer, recurrent_layers,
@@ -108,9 +127,7 @@ class LanguageModel(object):
         if self.mask_var is not None:
             self.inputs.append(self.mask_var)
         self.params = L.get_all_params(output_layer, trainable=True)
-        self.causal = isinstance(self.cell, str) and all(
-            isinstance(layer, (L.LSTMLayer, L.GRULayer))
-            and not layer.backwards for layer in self.recurrent_layers)
+        self.causal = is_causal(self.cell, self.recurrent_layers)
         self._expressions = {}
         self._compiled = {}
 
