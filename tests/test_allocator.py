@@ -30,8 +30,14 @@ print(json.dumps({"faults_per_round": faults / 50.0,
                   "applied": allocator.keep_freed_memory()}))
 """
 
-GLIBC = sys.platform.startswith("linux") and \
-    os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc")
+def _glibc():
+    try:
+        return os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc")
+    except (ValueError, OSError, AttributeError):
+        return False
+
+
+GLIBC = _glibc()
 
 
 def _probe(extra_env):
@@ -45,16 +51,16 @@ def _probe(extra_env):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.skipif(not GLIBC, reason="glibc's malloc only")
 def test_freed_memory_is_reused_without_page_faults():
     """22 MB allocated and freed per round: with our thresholds no new
-    pages (a round would otherwise touch ~5,400 fresh ones)."""
+    pages (a round would otherwise touch ~5,400 fresh ones).  Another C
+    library is left alone."""
     got = _probe({})
-    assert got["applied"] is True
-    assert got["faults_per_round"] < 50, got
+    assert got["applied"] is GLIBC
+    if GLIBC:
+        assert got["faults_per_round"] < 50, got
 
 
-@pytest.mark.skipif(not GLIBC, reason="glibc's malloc only")
 @pytest.mark.parametrize("env", [
     {"MALLOC_TRIM_THRESHOLD_": "131072", "MALLOC_MMAP_THRESHOLD_": "131072"},
     {"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=131072:"
@@ -65,4 +71,5 @@ def test_the_users_malloc_settings_win(env):
     as huge pages)."""
     got = _probe(env)
     assert got["applied"] is False
-    assert got["faults_per_round"] > 1000, got
+    if GLIBC:
+        assert got["faults_per_round"] > 1000, got

@@ -15,7 +15,7 @@ from scipy.special import logsumexp, softmax
 from lstm_accum.backend import theano, T
 from lstm_accum.ops.softmax_nll import (SoftmaxNLL, SoftmaxNLLGrad,
                                        SoftmaxNLLLoss, softmax_nll)
-from lstm_accum.ops.team import include_team
+from lstm_accum.ops.team import include_team, team_unavailable
 
 PY_MODE = theano.Mode(linker="py", optimizer="fast_run")
 MODES = {"c": None, "py": PY_MODE}
@@ -293,14 +293,17 @@ def test_infer_shape_needs_no_computation():
 
 # -- the loss alone (SoftmaxNLLLoss, put in by the rewrite) -----------------
 def _loss_fn(dtype, linker, team=False, index="int32"):
+    """f(logits, b, y) -> nll: with team=False, softmax_nll as the rewrite
+    leaves it (SoftmaxNLLLoss); with team=True, SoftmaxNLLLoss(team=True)
+    itself (its threads need neither AVX-512 nor NumPy's OpenBLAS)."""
     x = T.matrix("logits", dtype=dtype)
     b = T.vector("b", dtype=dtype)
     y = T.vector("y", dtype=index)
-    mode = MODES[linker] or theano.compile.mode.get_default_mode()
-    fn = theano.function([x, b, y], softmax_nll(x, b, y),
-                         mode=include_team(mode) if team else mode)
+    nll = SoftmaxNLLLoss(team=True)(x, b, y) if team else \
+        softmax_nll(x, b, y)
+    fn = theano.function([x, b, y], nll, mode=MODES[linker])
     ops = [n.op for n in fn.maker.fgraph.toposort()]
-    assert [type(op) for op in ops] == [SoftmaxNLLLoss]
+    assert ops == [SoftmaxNLLLoss(team)]
     return fn
 
 
@@ -313,9 +316,6 @@ def test_loss_alone_equals_the_full_forward_bit_for_bit(fns, dtype, linker,
     SoftmaxNLLLoss: the same nll as SoftmaxNLL's, bit for bit, and SciPy's
     within rounding; shapes whose rows the team shares (600 x 2000) and
     odd ones."""
-    if team and include_team(theano.compile.mode.get_default_mode()) is \
-            theano.compile.mode.get_default_mode():
-        pytest.skip("the team cannot run here")
     loss = _loss_fn(dtype, linker, team)
     full = fns(dtype, linker)
     rng = np.random.RandomState(7)
@@ -326,6 +326,24 @@ def test_loss_alone_equals_the_full_forward_bit_for_bit(fns, dtype, linker,
         np.testing.assert_array_equal(got, full(x, b, y, r)[0])
         want = reference(x, b, y, r)[0]
         assert _rel_err(got, want) < (1e-5 if dtype == "float32" else 1e-12)
+
+
+def test_the_teams_rewrite_gives_the_loss_alone_its_threads():
+    """Where the team runs, include_team turns the rewritten loss into
+    SoftmaxNLLLoss{team=True}; where it cannot, it says why and the mode
+    is left as it was."""
+    x, b, y = T.fmatrix("x"), T.fvector("b"), T.ivector("y")
+    mode = theano.compile.mode.get_default_mode()
+    fn = theano.function([x, b, y], softmax_nll(x, b, y),
+                         mode=include_team(mode))
+    ops = [n.op for n in fn.maker.fgraph.toposort()]
+    why = team_unavailable()
+    if why is None:
+        assert ops == [SoftmaxNLLLoss(team=True)]
+    else:
+        assert isinstance(why, str) and why
+        assert include_team(mode) is mode
+        assert ops == [SoftmaxNLLLoss(team=False)]
 
 
 def test_loss_alone_only_where_the_softmax_is_unused(fns):
