@@ -179,9 +179,11 @@ class SoftmaxNLL(_SimdReductionCOp):
                 "(expected b (V,) and y (N,) for logits (N, V))"
                 % (x.shape, b.shape, y.shape))
         _check_targets("SoftmaxNLL", y, V)
+        softmax = len(outputs) > 1      # SoftmaxNLLLoss has none
         if N == 0:
             outputs[0][0] = np.zeros(0, x.dtype)
-            outputs[1][0] = np.zeros((0, V), x.dtype)
+            if softmax:
+                outputs[1][0] = np.zeros((0, V), x.dtype)
             return
         z = x + b
         m = z.max(axis=1)
@@ -189,7 +191,8 @@ class SoftmaxNLL(_SimdReductionCOp):
         s = e.sum(axis=1)
         outputs[0][0] = (np.log(s) - (z[np.arange(N), y] - m)).astype(
             x.dtype)
-        outputs[1][0] = (e / s[:, None]).astype(x.dtype)
+        if softmax:
+            outputs[1][0] = (e / s[:, None]).astype(x.dtype)
 
     def connection_pattern(self, node):
         # Both outputs depend on logits and b, none on the integer targets.
@@ -234,10 +237,7 @@ class SoftmaxNLLLoss(_SimdReductionCOp):
     def infer_shape(self, node, shapes):
         return [(shapes[0][0],)]
 
-    def perform(self, node, inputs, outputs):
-        both = [[None], [None]]
-        SoftmaxNLL.perform(self, node, inputs, both)
-        outputs[0][0] = both[0][0]
+    perform = SoftmaxNLL.perform
 
     def grad(self, inputs, output_grads):
         return [theano.gradient.grad_not_implemented(self, k, x)

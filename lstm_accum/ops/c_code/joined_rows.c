@@ -41,10 +41,6 @@ static void lstm_accum_joined_rows_work(void* p, int rank, int size)
                                  j->W, j->V, j->D, j->width, j->out);
 }
 
-/* The rows shared out to the team from LSTM_ACCUM_JOINED_TEAM_MIN values
-   copied up (below, waking it costs more than the copy). */
-#define LSTM_ACCUM_JOINED_TEAM_MIN 65536.0
-
 #section support_code_apply
 
 /* JoinedRows' node: ids, the number of parts K (<= LSTM_ACCUM_MAX_PARTS),
@@ -93,10 +89,8 @@ int APPLY_SPECIFIC(joined_rows)(PyArrayObject* ids, int K,
     {
         lstm_accum_joined_rows_job<T, I> job = {N, K, idx, W, V, D, width,
                                                 (T*)PyArray_DATA(*out)};
-        lstm_accum_team_run(
-            lstm_accum_joined_rows_work<T, I>, &job,
-            (double)N * width >= LSTM_ACCUM_JOINED_TEAM_MIN
-                ? lstm_accum_team_start() : 1);
+        lstm_accum_team_run(lstm_accum_joined_rows_work<T, I>, &job,
+                            lstm_accum_team_for_items((double)N * width));
     }
     ok = 1;
 done:

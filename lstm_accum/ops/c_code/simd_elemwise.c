@@ -21,12 +21,12 @@
 #define LSTM_ACCUM_SIMD_FUNCTION_O3 __attribute__((noinline, optimize("O3")))
 #define LSTM_ACCUM_SIMD_FUNCTION __attribute__((noinline))
 
-/* The team (team.c) shares a loop's elements out from 2^16 elements up:
+/* The team (team.c) shares a loop's elements out from
+   LSTM_ACCUM_TEAM_MIN_ITEMS elements up (lstm_accum_team_for_items):
    each thread gets its share from lstm_accum_team_share (team.c).  Every
    element's arithmetic is the same on any thread: the results do not
    depend on the number of threads. */
-#define LSTM_ACCUM_SIMD_TEAM(n) \
-    ((n) >= 65536 ? lstm_accum_team_start() : 1)
+#define LSTM_ACCUM_SIMD_TEAM(n) lstm_accum_team_for_items((double)(n))
 
 /* NAME_job (the loop's arguments: FIELDS, after the element count n_) and
    NAME_work, the team's job: NAME on the thread's share of the elements,

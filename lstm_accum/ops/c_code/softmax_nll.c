@@ -159,7 +159,7 @@ static void lstm_accum_softmax_backward_work(void* p, int rank, int size)
 
 static inline int lstm_accum_softmax_team(bool team, npy_intp N, npy_intp V)
 {
-    return team && (double)N * V >= 65536.0 ? lstm_accum_team_start() : 1;
+    return team ? lstm_accum_team_for_items((double)N * V) : 1;
 }
 
 /* The forward on the team; with sm NULL (the loss alone), each thread

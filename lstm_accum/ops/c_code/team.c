@@ -242,6 +242,18 @@ static inline void lstm_accum_team_share(long n, int rank, int size,
         *s1 = n;
 }
 
+/* Elements (or rows times columns) of a pass from which the team shares it
+   out: below, waking the team costs more than it saves. */
+#define LSTM_ACCUM_TEAM_MIN_ITEMS 65536.0
+
+/* Threads for a pass over items elements: the team
+   (lstm_accum_team_start) from LSTM_ACCUM_TEAM_MIN_ITEMS up, else the
+   caller alone. */
+static inline int lstm_accum_team_for_items(double items)
+{
+    return items >= LSTM_ACCUM_TEAM_MIN_ITEMS ? lstm_accum_team_start() : 1;
+}
+
 /* A barrier for the threads of one job. */
 struct lstm_accum_barrier {
     int count;
