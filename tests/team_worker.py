@@ -3,7 +3,8 @@ float32 inputs and saves every output to an ``.npz``: ``python
 team_worker.py OUT``; ``python team_worker.py --train OUT`` trains a small
 bucketed id model for three windows with :class:`GradientAccumulator` and
 saves its parameters and accumulators instead (and whether its accumulate
-step ran on the team).  ``test_team.py`` runs it with different
+step ran on the team); ``python team_worker.py --accumulate OUT`` runs the
+accumulate step's op and the squared norm of ``test_accumulate_op.py``.  ``test_team.py`` runs it with different
 ``OPENBLAS_NUM_THREADS`` (read once per process, by OpenBLAS and by the
 team).
 
@@ -138,8 +139,25 @@ def train(out):
     np.savez(out, **res)
 
 
+def accumulate(out):
+    """The accumulate step's op and the squared norm on the arrays of
+    ``test_accumulate_op.py``: the accumulators after one call, and the
+    norm of them and of the sources."""
+    from lstm_accum.ops.accumulate import SquaredNorm
+    import test_accumulate_op as case
+    fn, shared = case.compiled("float32")
+    src = case.sources("float32")
+    res = {"ok": fn(1.0, *src)}
+    res.update({"acc/%d" % k: s.get_value() for k, s in enumerate(shared)})
+    xs = [T.fmatrix(), T.fvector()]
+    res["norm"] = theano.function(xs, SquaredNorm()(*xs))(src[0], src[6])
+    np.savez(out, **res)
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "--train":
         train(sys.argv[2])
+    elif sys.argv[1] == "--accumulate":
+        accumulate(sys.argv[2])
     else:
         run(sys.argv[1])

@@ -17,8 +17,8 @@ import collections
 
 import numpy as np
 
-from ..backend import theano, T
-from .base import INDEX_DTYPES
+from ..backend import EmptyProps, theano, T
+from .base import CpuCOp, FLOAT_DTYPES, INDEX_DTYPES
 from .row_sums import RowSums
 
 __all__ = ["AllFinite", "SquaredNorm", "AccumulateIfFinite",
@@ -78,14 +78,35 @@ class AllFinite(_HostScalarReduction):
         output_storage[0][0] = np.asarray(ok, dtype="bool")
 
 
-class SquaredNorm(_HostScalarReduction):
+class SquaredNorm(CpuCOp, _HostScalarReduction):
     """Symbolic float64 scalar: the sum of the squares of every input.
 
-    CPU implementation through numpy's BLAS dot product (one vectorised pass
-    per tensor, no temporary), for the total gradient norm in ``apply``.
+    The total gradient norm in ``apply``. In C (``c_code/sum_squares.c``):
+    every input is cut into the same chunks whatever the number of threads,
+    the chunks are shared out to the team of threads (:mod:`.team`) and
+    their sums added in a fixed order, so the total does not depend on the
+    number of threads; a chunk adds its squares in 16 lanes of the input's
+    dtype, as a float32 BLAS dot product does (a float32 sum overflows
+    where the dot product's does). Without a C compiler, numpy's BLAS dot
+    product per input.
     """
 
+    __props__ = EmptyProps()
     output_type = T.TensorType("float64", ())
+    c_version = 1
+    c_files = ("team.c", "sum_squares.c", "squared_norm.c")
+    func_name = "APPLY_SPECIFIC(squared_norm)"
+
+    def make_node(self, *tensors):
+        node = _HostScalarReduction.make_node(self, *tensors)
+        for t in node.inputs:
+            if t.dtype not in FLOAT_DTYPES:
+                raise TypeError("SquaredNorm takes float32 or float64 "
+                                "tensors, got %s" % t.type)
+        return node
+
+    def format_c_function_args(self, inp, out):
+        return ", ".join([str(len(inp))] + list(inp) + ["&%s" % out[0]])
 
     def perform(self, node, inputs, output_storage):
         total = 0.0
@@ -95,7 +116,7 @@ class SquaredNorm(_HostScalarReduction):
         output_storage[0][0] = np.asarray(total, dtype="float64")
 
 
-class AccumulateIfFinite(theano.Op):
+class AccumulateIfFinite(CpuCOp):
     """Add one call's gradients into the accumulators, in place, if finite.
 
     Inputs: the call's loss, the ``n`` accumulators (destroyed: updated in
@@ -121,11 +142,20 @@ class AccumulateIfFinite(theano.Op):
     Built with ``inplace=False`` (it then works on copies); the registered
     optimizer ``lstm_accum_inplace_accumulate`` swaps in ``inplace=True``.
 
-    The finiteness test is :class:`AllFinite`'s (a BLAS squared norm per
-    source). CPU only: a Python op would copy device arrays to the host.
+    In C (``c_code/accumulate.c``), every gradient is checked against its
+    accumulator first (a bad shape raises and adds nothing); the finiteness
+    test is a sum of squares per source (``c_code/sum_squares.c``, as
+    :class:`SquaredNorm`: non-finite where a float32 BLAS squared norm is);
+    the check and the additions are shared out to the team of threads
+    (:mod:`.team`), each element added once, so the sums are numpy's bit
+    for bit. Without a C compiler, the same steps in numpy. CPU only: the
+    op would copy device arrays to the host.
     """
 
     __props__ = ("spec", "inplace")
+    c_version = 1
+    c_files = ("team.c", "sum_squares.c", "accumulate.c")
+    func_name = "APPLY_SPECIFIC(accumulate)"
 
     def __init__(self, spec, inplace=False):
         self.spec = tuple(tuple(int(v) for v in s) + (-1,) * (5 - len(s))
@@ -148,48 +178,77 @@ class AccumulateIfFinite(theano.Op):
             if axis >= 0 and sources[src].dtype != acc.dtype:
                 raise TypeError("split source dtype %s != accumulator %s" %
                                 (sources[src].dtype, acc.dtype))
+        for acc in accs:
+            if acc.dtype not in FLOAT_DTYPES:
+                raise TypeError("accumulator %r has type %s: float32 or "
+                                "float64 expected" % (acc, acc.type))
         return theano.Apply(self, [loss] + accs + sources,
                             [T.TensorType("bool", ())()] +
                             [a.type() for a in accs])
 
+    def c_node_macros(self, node):
+        rows = ", ".join("{%s}" % ", ".join(str(v) for v in s)
+                         for s in self.spec) or "{-1, -1, -1, -1, -1}"
+        return [("LSTM_ACCUM_SPEC", "{%s}" % rows),
+                ("LSTM_ACCUM_INPLACE", str(int(self.inplace)))]
+
+    def format_c_function_args(self, inp, out):
+        n = len(self.spec)
+        return ", ".join([inp[0], str(n), str(len(inp) - 1 - n)]
+                         + list(inp[1:]) + ["&%s" % o for o in out])
+
     def perform(self, node, inputs, output_storage):
         n = len(self.spec)
         loss, accs, sources = inputs[0], inputs[1:1 + n], inputs[1 + n:]
-        float_sources = set(s[0] for s in self.spec)
         if not self.inplace:
             accs = [np.array(a) for a in accs]
+        # every gradient checked against its accumulator before any add
+        parts = [self._part(acc, s, sources) for acc, s in zip(accs,
+                                                                self.spec)]
         ok = bool(np.isfinite(loss))
         if ok:
-            for k in sorted(float_sources):
+            for k in sorted(set(s[0] for s in self.spec)):
                 flat = sources[k].ravel()
                 if not np.isfinite(np.dot(flat, flat)):
                     ok = False
                     break
         if ok:
-            for acc, (src, axis, sizes, part, words) in zip(accs,
-                                                            self.spec):
-                g = sources[src]
-                if axis >= 0:
-                    cuts = sources[sizes]
-                    start = int(np.sum(cuts[:part]))
-                    index = [slice(None)] * g.ndim
-                    index[axis] = slice(start, start + int(cuts[part]))
-                    g = g[tuple(index)]
-                if words >= 0:
-                    if g.shape[1:] != acc.shape[1:]:
-                        raise ValueError(
-                            "rows of shape %s for an accumulator of shape "
-                            "%s" % (g.shape[1:], acc.shape))
-                    rows = sources[words]
+            for acc, (g, rows) in zip(accs, parts):
+                if rows is None:
+                    np.add(acc, g, out=acc)
+                else:
                     acc[rows] = acc[rows] + g   # rows: distinct indices
-                    continue
-                if g.shape != acc.shape:
-                    raise ValueError("gradient of shape %s for an accumulator"
-                                     " of shape %s" % (g.shape, acc.shape))
-                np.add(acc, g, out=acc)
         output_storage[0][0] = np.asarray(ok, dtype="bool")
         for i, acc in enumerate(accs):
             output_storage[1 + i][0] = acc
+
+    @staticmethod
+    def _part(acc, spec, sources):
+        """``(g, rows)``: the gradient of ``acc`` (rows: None, or the rows
+        of ``acc`` it goes to); ValueError when it does not fit."""
+        src, axis, sizes, part, words = spec
+        g = sources[src]
+        if axis >= 0:
+            cuts = sources[sizes]
+            start = int(np.sum(cuts[:part]))
+            index = [slice(None)] * g.ndim
+            index[axis] = slice(start, start + int(cuts[part]))
+            g = g[tuple(index)]
+        if words >= 0:
+            if g.shape[1:] != acc.shape[1:]:
+                raise ValueError("rows of shape %s for an accumulator of "
+                                 "shape %s" % (g.shape[1:], acc.shape))
+            rows = sources[words]
+            bad = np.flatnonzero((rows < 0) | (rows >= acc.shape[0]))
+            if bad.size:
+                raise IndexError("AccumulateIfFinite: row %d of an "
+                                 "accumulator of %d rows"
+                                 % (rows[bad[0]], acc.shape[0]))
+            return g, rows
+        if g.shape != acc.shape:
+            raise ValueError("gradient of shape %s for an accumulator of "
+                             "shape %s" % (g.shape, acc.shape))
+        return g, None
 
     def infer_shape(self, node, shapes):
         n = len(self.spec)
