@@ -19,7 +19,7 @@ import json, resource, sys
 import numpy as np
 import lstm_accum.backend as backend
 from lstm_accum.backend import allocator
-sizes = [3_000_000, 5_000_000, 2_000_000, 8_000_000, 4_000_000]
+sizes = json.loads(sys.argv[1])
 for k in range(10):                       # warm up: the heap grows once
     a = [np.ones(n // 4, np.float32) for n in sizes]; del a
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -40,12 +40,20 @@ def _glibc():
 GLIBC = _glibc()
 
 
-def _probe(extra_env):
+#: Bytes of the arrays of one round: a few MB each, as a small model's
+#: step; and arrays above glibc's largest mmap threshold (32 MB), as a
+#: large model's (H=4096: 268 MB).
+SMALL = [3_000_000, 5_000_000, 2_000_000, 8_000_000, 4_000_000]
+LARGE = [40_000_000, 120_000_000, 70_000_000]
+
+
+def _probe(extra_env, sizes=SMALL):
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
     env.update(extra_env)
     env["PYTHONPATH"] = ROOT
-    out = subprocess.run([sys.executable, "-c", PROBE], env=env, cwd=ROOT,
+    out = subprocess.run([sys.executable, "-c", PROBE, json.dumps(sizes)],
+                         env=env, cwd=ROOT,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -59,6 +67,18 @@ def test_freed_memory_is_reused_without_page_faults():
     assert got["applied"] is GLIBC
     if GLIBC:
         assert got["faults_per_round"] < 50, got
+
+
+def test_large_arrays_are_reused_too():
+    """230 MB in arrays of 40-120 MB per round: no new pages either (a
+    round would otherwise map and fault each array afresh)."""
+    got = _probe({}, LARGE)
+    assert got["applied"] is GLIBC
+    if GLIBC:
+        assert got["faults_per_round"] < 50, got
+    mapped = _probe({"MALLOC_MMAP_THRESHOLD_": "33554432"}, LARGE)
+    if GLIBC:
+        assert mapped["faults_per_round"] > 1000, mapped
 
 
 @pytest.mark.parametrize("env", [

@@ -9,11 +9,15 @@ whenever more than its trim threshold is free there.  The next call then
 takes new pages, and the kernel zeroes each one on first touch (hundreds of
 page faults per call, system time that is a tenth of a training step).
 
-:func:`keep_freed_memory` sets the two thresholds so that blocks up to
-glibc's largest mmap threshold (32 MB) come from the heap and freed heap
-memory stays in the process: the next call reuses it.  The process's
-resident memory is then its peak so far (what one call needs), as before
-between calls, not more: nothing grows with the number of calls.
+:func:`keep_freed_memory` makes every block come from the heap -- no
+block is mapped on its own (``M_MMAP_MAX`` 0), so neither those up to
+glibc's largest mmap threshold (32 MB) nor the larger arrays of a large
+model (the joined recurrent weights and their gradient are 268 MB each at
+H=4096) -- and keeps up to 1 GB of freed memory at the top of the heap:
+the next call reuses it.  The process's resident memory is then its peak
+so far (what one call needs), as before between calls, not more: nothing
+grows with the number of calls.  (Should the heap not be able to grow,
+glibc still maps memory for it.)
 
 It is a default that never overrides the user: when any of glibc's malloc
 settings is in the environment (``MALLOC_MMAP_THRESHOLD_``,
@@ -26,12 +30,15 @@ import ctypes
 import ctypes.util
 import os
 
-__all__ = ["keep_freed_memory", "MMAP_THRESHOLD", "TRIM_THRESHOLD",
-           "USER_VARIABLES"]
+__all__ = ["keep_freed_memory", "MMAP_THRESHOLD", "MMAP_MAX",
+           "TRIM_THRESHOLD", "USER_VARIABLES"]
 
-#: Blocks from this size up are mapped on their own (and unmapped on free):
-#: glibc's largest allowed value on 64-bit systems.
+#: Blocks from this size up would be mapped on their own (and unmapped on
+#: free), were mapping not off (MMAP_MAX): glibc's largest allowed value on
+#: 64-bit systems.
 MMAP_THRESHOLD = 32 * 1024 * 1024
+#: Blocks mapped on their own at a time: none, whatever their size.
+MMAP_MAX = 0
 #: Free memory at the top of the heap kept before any is returned.
 TRIM_THRESHOLD = 1024 * 1024 * 1024
 #: The environment variables through which a user sets glibc's malloc.
@@ -40,6 +47,7 @@ USER_VARIABLES = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_",
 # mallopt's parameter numbers (malloc.h)
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
+_M_MMAP_MAX = -4
 
 _state = {"applied": None}
 
@@ -78,6 +86,7 @@ def keep_freed_memory(environ=None):
         if mallopt is not None and gnu is not None:
             mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
             applied = bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and \
-                bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+                bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)) and \
+                bool(mallopt(_M_MMAP_MAX, MMAP_MAX))
     _state["applied"] = applied
     return applied
