@@ -79,6 +79,41 @@ def test_float32_within_rounding_of_float64_reference(fused_fn):
                                                     rounding)
 
 
+def test_rows_do_not_depend_on_the_batch_around_them(fused_fn):
+    """Each sentence's outputs are the same bits in a batch of 32 (four
+    blocks of 8 rows that read each block of the weight panels together)
+    as in batches of 8, 13 and 11 (one block, a block and a partial one):
+    every element is one sum in a fixed order whatever its row block.
+    H = 160: more than one block of summed rows (LSTM_ACCUM_CHAIN)
+    forward and backward."""
+    rng = np.random.RandomState(11)
+    steps, batch, H = 3, 32, 160
+    values = [rng.randn(steps, batch, 4 * H), rng.randn(4 * H) * .1,
+              rng.randn(H, 4 * H) * .3, rng.randn(H) * .1,
+              rng.randn(H) * .1, rng.randn(H) * .1,
+              rng.randn(batch, H) * .5, rng.randn(batch, H) * .5,
+              rng.randn(steps, batch, H) * 3, rng.randn(steps, batch, H),
+              rng.randn(steps, batch, 4 * H)]
+    values = [v.astype("float32") for v in values]
+    whole = fused_fn(*values)
+    # outputs per row: hid, cell, act, dx (steps, batch, .); dc0, dh0
+    # (batch, .); for the plain gradient and the one with aux
+    by_step = [0, 1, 2, N_FORWARD, N_FORWARD + N_GRAD]
+    by_row = [N_FORWARD + 6, N_FORWARD + 7, N_FORWARD + N_GRAD + 6,
+              N_FORWARD + N_GRAD + 7]
+    for lo, hi in ((0, 8), (8, 21), (21, 32)):
+        part = list(values)
+        for k in (0, 8, 9, 10):
+            part[k] = values[k][:, lo:hi]
+        for k in (6, 7):
+            part[k] = values[k][lo:hi]
+        got = fused_fn(*[np.ascontiguousarray(v) for v in part])
+        for k in by_step:
+            assert np.array_equal(got[k], whole[k][:, lo:hi]), (lo, k)
+        for k in by_row:
+            assert np.array_equal(got[k], whole[k][lo:hi]), (lo, k)
+
+
 def _run_worker(tmp_path, threads, fork):
     out = str(tmp_path / ("threads%d.npz" % threads))
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads),

@@ -170,43 +170,42 @@ static void lstm_accum_pack_transposed(int H, const float* W, float* P,
    blocked sums (256-384 terms), chains of 128 are no further. */
 #define LSTM_ACCUM_CHAIN 128
 
-/* C rows r < MR, 32 columns of panel P: the sum over k = 0 .. K-1 of
-   A[r, k] * P[k, :], as a total of partial sums over k in blocks of
-   LSTM_ACCUM_CHAIN, each in increasing k, added in increasing order.
-   GATES: the columns are [i f g o] of 8 units and go to C + g*H (w of 8
-   valid); else to C (w of 32 valid). */
+/* One block [k0, k1) of the sums below for rows r < MR: the block's sum
+   from zero, added to total (the sums of the blocks before) unless k0 is
+   0; then kept in total unless k1 is K, else written to C (GATES: the
+   columns are [i f g o] of 8 units and go to C + g*H, w of 8 valid; else
+   to C, w of 32 valid). */
 template <int MR, bool GATES>
-static inline void lstm_accum_panel_rows(int K, const float* A, int lda,
-                                         const float* P, float* C, int ldc,
-                                         int H, int w)
+static inline void lstm_accum_panel_chunk(int k0, int k1, int K,
+                                          const float* A, int lda,
+                                          const float* P, float (*total)[32],
+                                          float* C, int ldc, int H, int w)
 {
     __m512 c0[MR], c1[MR];
-    __attribute__((aligned(64))) float total[MR][32];
-    for (int k0 = 0; k0 < K; k0 += LSTM_ACCUM_CHAIN) {
-        const int k1 = K - k0 < LSTM_ACCUM_CHAIN ? K : k0 + LSTM_ACCUM_CHAIN;
+    for (int r = 0; r < MR; ++r) {
+        c0[r] = _mm512_setzero_ps();
+        c1[r] = _mm512_setzero_ps();
+    }
+    for (int k = k0; k < k1; ++k) {
+        const __m512 b0 = _mm512_load_ps(P + (size_t)k * 32);
+        const __m512 b1 = _mm512_load_ps(P + (size_t)k * 32 + 16);
         for (int r = 0; r < MR; ++r) {
-            c0[r] = _mm512_setzero_ps();
-            c1[r] = _mm512_setzero_ps();
+            const __m512 a = _mm512_set1_ps(A[(size_t)r * lda + k]);
+            c0[r] = _mm512_fmadd_ps(a, b0, c0[r]);
+            c1[r] = _mm512_fmadd_ps(a, b1, c1[r]);
         }
-        for (int k = k0; k < k1; ++k) {
-            const __m512 b0 = _mm512_load_ps(P + (size_t)k * 32);
-            const __m512 b1 = _mm512_load_ps(P + (size_t)k * 32 + 16);
-            for (int r = 0; r < MR; ++r) {
-                const __m512 a = _mm512_set1_ps(A[(size_t)r * lda + k]);
-                c0[r] = _mm512_fmadd_ps(a, b0, c0[r]);
-                c1[r] = _mm512_fmadd_ps(a, b1, c1[r]);
-            }
+    }
+    if (k0 > 0)
+        for (int r = 0; r < MR; ++r) {
+            c0[r] = _mm512_add_ps(_mm512_load_ps(total[r]), c0[r]);
+            c1[r] = _mm512_add_ps(_mm512_load_ps(total[r] + 16), c1[r]);
         }
-        if (k0 > 0)
-            for (int r = 0; r < MR; ++r) {
-                c0[r] = _mm512_add_ps(_mm512_load_ps(total[r]), c0[r]);
-                c1[r] = _mm512_add_ps(_mm512_load_ps(total[r] + 16), c1[r]);
-            }
-        if (k1 < K)
-            for (int r = 0; r < MR; ++r) {
-                _mm512_store_ps(total[r], c0[r]);
-                _mm512_store_ps(total[r] + 16, c1[r]);
-            }
+    if (k1 < K) {
+        for (int r = 0; r < MR; ++r) {
+            _mm512_store_ps(total[r], c0[r]);
+            _mm512_store_ps(total[r] + 16, c1[r]);
+        }
+        return;
     }
     if (GATES) {
         const __mmask8 m = (__mmask8)((1u << w) - 1);
@@ -230,6 +229,26 @@ static inline void lstm_accum_panel_rows(int K, const float* A, int lda,
         }
     }
 }
+
+/* C rows r < MR, 32 columns of panel P: the sum over k = 0 .. K-1 of
+   A[r, k] * P[k, :], as a total of partial sums over k in blocks of
+   LSTM_ACCUM_CHAIN, each in increasing k, added in increasing order. */
+template <int MR, bool GATES>
+static inline void lstm_accum_panel_rows(int K, const float* A, int lda,
+                                         const float* P, float* C, int ldc,
+                                         int H, int w)
+{
+    __attribute__((aligned(64))) float total[MR][32];
+    for (int k0 = 0; k0 < K; k0 += LSTM_ACCUM_CHAIN) {
+        const int k1 = K - k0 < LSTM_ACCUM_CHAIN ? K : k0 + LSTM_ACCUM_CHAIN;
+        lstm_accum_panel_chunk<MR, GATES>(k0, k1, K, A, lda, P, total, C,
+                                          ldc, H, w);
+    }
+}
+
+/* Blocks of 8 rows that share each block of a panel's rows: the panel is
+   read from memory once for all of them, then from the L1 cache. */
+#define LSTM_ACCUM_ROW_GROUP 4
 
 /* lstm_accum_panel_rows for the last rows < 8 of a product (rows <= MR),
    each count with its own unrolled kernel. */
@@ -259,9 +278,27 @@ __attribute__((noinline)) static void lstm_accum_panel_product(
         const float* pp = P + (size_t)p * K * 32;
         float* cp = C + n0;
         int m = 0;
-        for (; m + 8 <= M; m += 8)
-            lstm_accum_panel_rows<8, GATES>(K, A + (size_t)m * lda, lda, pp,
-                                            cp + (size_t)m * ldc, ldc, H, w);
+        /* A panel of K rows: 32 K floats (128 KB at K = 1024, 2 MB for
+           the gradient at H = 4096) read a block of K rows at a time for
+           up to LSTM_ACCUM_ROW_GROUP blocks of 8 rows, rather than whole
+           for each: the same sums. */
+        while (m + 8 <= M) {
+            const int group = (M - m) / 8 < LSTM_ACCUM_ROW_GROUP
+                              ? (M - m) / 8 : LSTM_ACCUM_ROW_GROUP;
+            __attribute__((aligned(64)))
+                float total[LSTM_ACCUM_ROW_GROUP][8][32];
+            for (int k0 = 0; k0 < K; k0 += LSTM_ACCUM_CHAIN) {
+                const int k1 = K - k0 < LSTM_ACCUM_CHAIN
+                               ? K : k0 + LSTM_ACCUM_CHAIN;
+                for (int g = 0; g < group; ++g) {
+                    const int r = m + 8 * g;
+                    lstm_accum_panel_chunk<8, GATES>(
+                        k0, k1, K, A + (size_t)r * lda, lda, pp, total[g],
+                        cp + (size_t)r * ldc, ldc, H, w);
+                }
+            }
+            m += 8 * group;
+        }
         if (m < M)
             lstm_accum_panel_tail<7, GATES>(M - m, K, A + (size_t)m * lda,
                                             lda, pp, cp + (size_t)m * ldc,
