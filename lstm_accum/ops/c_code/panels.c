@@ -170,12 +170,19 @@ static void lstm_accum_pack_transposed(int H, const float* W, float* P,
    blocked sums (256-384 terms), chains of 128 are no further. */
 #define LSTM_ACCUM_CHAIN 128
 
+/* The first of a group of row blocks asks for the panel's rows one block
+   of LSTM_ACCUM_CHAIN rows ahead into the L2 cache: at H = 4096 the
+   panels (268 MB) come from memory at every step, and the hardware
+   prefetcher alone leaves the kernel waiting for them. */
+#define LSTM_ACCUM_PREFETCH LSTM_ACCUM_CHAIN
+
 /* One block [k0, k1) of the sums below for rows r < MR: the block's sum
    from zero, added to total (the sums of the blocks before) unless k0 is
    0; then kept in total unless k1 is K, else written to C (GATES: the
    columns are [i f g o] of 8 units and go to C + g*H, w of 8 valid; else
-   to C, w of 32 valid). */
-template <int MR, bool GATES>
+   to C, w of 32 valid).  PREFETCH: also ask for the rows of P
+   LSTM_ACCUM_PREFETCH ahead. */
+template <int MR, bool GATES, bool PREFETCH>
 static inline void lstm_accum_panel_chunk(int k0, int k1, int K,
                                           const float* A, int lda,
                                           const float* P, float (*total)[32],
@@ -189,6 +196,12 @@ static inline void lstm_accum_panel_chunk(int k0, int k1, int K,
     for (int k = k0; k < k1; ++k) {
         const __m512 b0 = _mm512_load_ps(P + (size_t)k * 32);
         const __m512 b1 = _mm512_load_ps(P + (size_t)k * 32 + 16);
+        if (PREFETCH) {
+            const char* ahead =
+                (const char*)(P + (size_t)(k + LSTM_ACCUM_PREFETCH) * 32);
+            _mm_prefetch(ahead, _MM_HINT_T1);
+            _mm_prefetch(ahead + 64, _MM_HINT_T1);
+        }
         for (int r = 0; r < MR; ++r) {
             const __m512 a = _mm512_set1_ps(A[(size_t)r * lda + k]);
             c0[r] = _mm512_fmadd_ps(a, b0, c0[r]);
@@ -241,8 +254,8 @@ static inline void lstm_accum_panel_rows(int K, const float* A, int lda,
     __attribute__((aligned(64))) float total[MR][32];
     for (int k0 = 0; k0 < K; k0 += LSTM_ACCUM_CHAIN) {
         const int k1 = K - k0 < LSTM_ACCUM_CHAIN ? K : k0 + LSTM_ACCUM_CHAIN;
-        lstm_accum_panel_chunk<MR, GATES>(k0, k1, K, A, lda, P, total, C,
-                                          ldc, H, w);
+        lstm_accum_panel_chunk<MR, GATES, true>(k0, k1, K, A, lda, P,
+                                                total, C, ldc, H, w);
     }
 }
 
@@ -290,9 +303,12 @@ __attribute__((noinline)) static void lstm_accum_panel_product(
             for (int k0 = 0; k0 < K; k0 += LSTM_ACCUM_CHAIN) {
                 const int k1 = K - k0 < LSTM_ACCUM_CHAIN
                                ? K : k0 + LSTM_ACCUM_CHAIN;
-                for (int g = 0; g < group; ++g) {
+                lstm_accum_panel_chunk<8, GATES, true>(
+                    k0, k1, K, A + (size_t)m * lda, lda, pp, total[0],
+                    cp + (size_t)m * ldc, ldc, H, w);
+                for (int g = 1; g < group; ++g) {
                     const int r = m + 8 * g;
-                    lstm_accum_panel_chunk<8, GATES>(
+                    lstm_accum_panel_chunk<8, GATES, false>(
                         k0, k1, K, A + (size_t)r * lda, lda, pp, total[g],
                         cp + (size_t)r * ldc, ldc, H, w);
                 }
