@@ -101,9 +101,7 @@ def test_accumulate_adds_as_numpy_in_place(dtype, linker):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_not_in_place_leaves_the_inputs(dtype):
-    accs = [T.matrix(dtype=dtype)] * 4 + [T.matrix(dtype=dtype)] * 2 + \
-        [T.vector(dtype=dtype)]
-    accs = [a.type() for a in accs]
+    accs = [T.matrix(dtype=dtype) for _ in range(6)] + [T.vector(dtype=dtype)]
     src = [T.matrix(dtype=dtype), T.lvector(), T.matrix(dtype=dtype),
            T.matrix(dtype=dtype), T.lvector(), T.lvector(),
            T.vector(dtype=dtype)]

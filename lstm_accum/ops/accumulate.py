@@ -171,6 +171,9 @@ class AccumulateIfFinite(CpuCOp):
         rest = [T.as_tensor_variable(t) for t in rest]
         accs, sources = rest[:n], rest[n:]
         for acc, (src, axis, sizes, part, words) in zip(accs, self.spec):
+            if acc.dtype not in FLOAT_DTYPES:
+                raise TypeError("accumulator %r has type %s: float32 or "
+                                "float64 expected" % (acc, acc.type))
             if axis < 0 and sources[src].type != acc.type:
                 raise TypeError("source %r has type %s, accumulator %r %s" %
                                 (sources[src], sources[src].type, acc,
@@ -178,10 +181,6 @@ class AccumulateIfFinite(CpuCOp):
             if axis >= 0 and sources[src].dtype != acc.dtype:
                 raise TypeError("split source dtype %s != accumulator %s" %
                                 (sources[src].dtype, acc.dtype))
-        for acc in accs:
-            if acc.dtype not in FLOAT_DTYPES:
-                raise TypeError("accumulator %r has type %s: float32 or "
-                                "float64 expected" % (acc, acc.type))
         return theano.Apply(self, [loss] + accs + sources,
                             [T.TensorType("bool", ())()] +
                             [a.type() for a in accs])

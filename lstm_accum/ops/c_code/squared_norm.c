@@ -31,7 +31,7 @@ int APPLY_SPECIFIC(squared_norm)(int count, ...)
         goto done;
     if (!lstm_accum_all_float(count, c, "SquaredNorm"))
         goto done;
-    total = lstm_accum_squares(count, c, NULL);
+    total = lstm_accum_squares(count, c);
     if (PyErr_Occurred())
         goto done;
     if (lstm_accum_prepare_output(out, 0, NULL, NPY_FLOAT64))

@@ -62,12 +62,11 @@ static void lstm_accum_squares_work(void* p, int rank, int size)
     }
 }
 
-/* totals[k] (may be NULL) = the sum of squares of arrays[k], and the
-   return value their sum, added in a fixed order; arrays are float32 or
-   float64 and C-contiguous.  -1 (with MemoryError set) on failure, which
+/* The sum of the squares of every element of the arrays (float32 or
+   float64, C-contiguous), each array's chunks added in their order, then
+   the arrays' sums in theirs.  -1 (with MemoryError set) on failure, which
    callers tell apart by PyErr_Occurred. */
-static double lstm_accum_squares(int count, PyArrayObject* const* arrays,
-                                 double* totals)
+static double lstm_accum_squares(int count, PyArrayObject* const* arrays)
 {
     const void** data = (const void**)malloc(sizeof(void*) * (count + 1));
     long* size = (long*)malloc(sizeof(long) * (count + 1));
@@ -76,6 +75,7 @@ static double lstm_accum_squares(int count, PyArrayObject* const* arrays,
     double* sums = NULL;
     double total = -1.0;
     long chunks = 0;
+    double items = 0.0;
     if (!data || !size || !single || !first)
         goto done;
     for (int k = 0; k < count; ++k) {
@@ -83,6 +83,7 @@ static double lstm_accum_squares(int count, PyArrayObject* const* arrays,
         size[k] = (long)PyArray_SIZE(arrays[k]);
         single[k] = PyArray_TYPE(arrays[k]) == NPY_FLOAT32;
         first[k] = chunks;
+        items += (double)size[k];
         chunks += (size[k] + LSTM_ACCUM_CHUNK - 1) / LSTM_ACCUM_CHUNK;
     }
     first[count] = chunks;
@@ -92,9 +93,6 @@ static double lstm_accum_squares(int count, PyArrayObject* const* arrays,
     {
         lstm_accum_squares_job job = {count, data, size, single, first,
                                       sums};
-        double items = 0.0;
-        for (int k = 0; k < count; ++k)
-            items += (double)size[k];
         lstm_accum_team_run(lstm_accum_squares_work, &job,
                             lstm_accum_team_for_items(items));
     }
@@ -103,8 +101,6 @@ static double lstm_accum_squares(int count, PyArrayObject* const* arrays,
         double t = 0.0;
         for (long c = first[k]; c < first[k + 1]; ++c)
             t += sums[c];
-        if (totals)
-            totals[k] = t;
         total += t;
     }
 done:
