@@ -10,7 +10,9 @@ team).
 
 Saved, per case: ``team/...`` (the operation with the team: TeamDot, and
 the softmax NLL and fused LSTM operations with ``team=True``), ``plain/...``
-(the same without the team: NumPy's dot, ``team=False``).
+(the same without the team: NumPy's dot, ``team=False``); ``.../both...``
+is :class:`SoftmaxNLLAndGrad`, ``plain/ones...`` the two softmax passes it
+stands for (``g`` = 1).
 """
 import sys
 
@@ -18,7 +20,7 @@ import numpy as np
 
 from lstm_accum.backend import theano, T
 from lstm_accum.ops import (FusedLSTM, FusedLSTMGrad, SoftmaxNLL,
-                            SoftmaxNLLGrad, TeamDot)
+                            SoftmaxNLLAndGrad, SoftmaxNLLGrad, TeamDot)
 
 #: (M, K, N) of the products: the output layer's three at a minibatch of
 #: 640 tokens, H = 96, V = 1001 (odd sizes: shares end inside a block of
@@ -51,6 +53,8 @@ def _functions():
         nll, sm = SoftmaxNLL(team)(x, bias, y)
         dx, db = SoftmaxNLLGrad(team)(g, sm, y)
         softmax[team] = theano.function([x, bias, y, g], [nll, sm, dx, db])
+        softmax["both", team] = theano.function(
+            [x, bias, y], SoftmaxNLLAndGrad(team)(x, bias, y))
     lstm = {}
     xs = T.ftensor3()
     W, c0, h0 = T.fmatrix(), T.fmatrix(), T.fmatrix()
@@ -97,6 +101,17 @@ def run(out):
                                softmax[team](x, bias, y, g)):
                 res["%s/softmax%d/%s" % ("team" if team else "plain", k,
                                          name)] = v
+            # the forward and the gradient of the plain sum in one pass,
+            # and the two passes with g = 1 (an input: not rewritten)
+            for name, v in zip(("nll", "dx", "db"),
+                               softmax["both", team](x, bias, y)):
+                res["%s/both%d/%s" % ("team" if team else "plain", k,
+                                      name)] = v
+            if not team:
+                nll, _, dx, db = softmax[team](x, bias, y, np.ones_like(g))
+                res.update({"plain/ones%d/nll" % k: nll,
+                            "plain/ones%d/dx" % k: dx,
+                            "plain/ones%d/db" % k: db})
     for k, (steps, batch, H) in enumerate(LSTM):
         args = [rng.randn(steps, batch, 4 * H), rng.randn(4 * H) * .1,
                 rng.randn(H, 4 * H) * .3, rng.randn(H) * .1,

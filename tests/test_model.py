@@ -549,8 +549,9 @@ def test_training_loss_matches_log_probs_and_softmax_gradient(lstm_mask_pair):
 
 def test_training_graph_is_fused_and_never_stacks_input_weights():
     """Performance contract of the id model's training graph (CPU): one
-    fused softmax-NLL op and its gradient (no separate softmax, no separate
-    bias-gradient sum), one fused LSTM op and its gradient (no scan), and
+    op for the softmax NLL and its gradient together (the loss is a sum; no
+    separate softmax, no separate bias-gradient sum), one fused LSTM op and
+    its gradient (no scan), and
     the (V, H) input weights are looked up gate by gate (their rows written
     side by side in one pass), never joined into a (V, 4H) matrix (whose
     gradient would then be split back every call)."""
@@ -560,8 +561,9 @@ def test_training_graph_is_fused_and_never_stacks_input_weights():
                         [loss] + theano.grad(loss, model.params))
     nodes = f.maker.fgraph.toposort()
     names = [type(n.op).__name__ for n in nodes]
-    for op in ("SoftmaxNLL", "SoftmaxNLLGrad", "FusedLSTM", "FusedLSTMGrad"):
+    for op in ("SoftmaxNLLAndGrad", "FusedLSTM", "FusedLSTMGrad"):
         assert names.count(op) == 1, op
+    assert "SoftmaxNLL" not in names and "SoftmaxNLLGrad" not in names
     assert "Scan" not in names
     # the only sums are the loss's (over the token vector): the bias
     # gradients come out of the fused ops

@@ -74,7 +74,8 @@ def test_team_results_do_not_depend_on_the_number_of_threads(runs):
 def test_products_equal_openblas_on_one_thread(runs):
     one = runs[1]
     names = [k[len("plain/"):] for k in one if k.startswith("plain/")
-             and not k.startswith(("plain/softmax", "plain/lstm"))]
+             and not k.startswith(("plain/softmax", "plain/both",
+                                   "plain/ones", "plain/lstm"))]
     assert len(names) == 16
     for name in names:
         expected = one["plain/" + name]
@@ -89,6 +90,21 @@ def test_softmax_on_the_team_equals_the_loops_alone(runs):
         assert len(keys) == 8
         for k in keys:
             assert np.array_equal(run["team/" + k[6:]], run[k]), (t, k)
+
+
+def test_softmax_and_its_gradient_in_one_pass_equal_the_two_passes(runs):
+    """SoftmaxNLLAndGrad, on any number of threads and without the team,
+    equals SoftmaxNLL then SoftmaxNLLGrad with g = 1 (no team), bit for
+    bit: its rows are shared in blocks of 16 and its bias sums added in
+    the two passes' order."""
+    for t, run in runs.items():
+        for case in range(2):
+            for name in ("nll", "dx", "db"):
+                want = run["plain/ones%d/%s" % (case, name)]
+                for side in ("team", "plain"):
+                    got = run["%s/both%d/%s" % (side, case, name)]
+                    assert got.dtype == want.dtype
+                    assert np.array_equal(got, want), (t, side, case, name)
 
 
 def test_fused_lstm_on_the_team_equals_the_loops_alone(runs):
@@ -137,8 +153,10 @@ def test_the_accumulate_step_runs_on_the_team():
     assert not any(isinstance(op, theano.tensor.blas.Dot22) for op in ops)
     lstm = [op for op in ops if type(op).__name__.startswith("FusedLSTM")]
     assert len(lstm) == 2 and all(op.team for op in lstm)
+    # the loss is a sum: its forward and gradient are one operation
     softmax = [op for op in ops if type(op).__name__.startswith("Softmax")]
-    assert len(softmax) == 2 and all(op.team for op in softmax)
+    assert [type(op).__name__ for op in softmax] == ["SoftmaxNLLAndGrad"]
+    assert softmax[0].team
 
 
 def test_team_dot_without_the_team_is_numpy_dot():

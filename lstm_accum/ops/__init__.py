@@ -13,7 +13,8 @@ may import only the Theano environment (:mod:`lstm_accum.backend`, for
 """
 from .base import CpuCOp, unavailable_reason
 from .fused_lstm import fused_lstm, fused_supported, FusedLSTM, FusedLSTMGrad
-from .softmax_nll import softmax_nll, SoftmaxNLL, SoftmaxNLLGrad, SoftmaxNLLLoss
+from .softmax_nll import (softmax_nll, SoftmaxNLL, SoftmaxNLLAndGrad,
+                          SoftmaxNLLGrad, SoftmaxNLLLoss)
 from .row_sums import row_sums, RowSums
 from .joined_rows import JoinedRows
 from .accumulate import (AccumulateIfFinite, AllFinite, SquaredNorm,

@@ -81,7 +81,9 @@ class NodeRewrite(theano.gof.Optimizer):
     ----------
     replace : callable
         ``replace(node) -> list of variables or None``; an output whose
-        entry is None is not replaced (it must have no client).
+        entry is None is not replaced (it must have no client).  Or a
+        dict ``{old variable: new variable}``, for a rewrite that replaces
+        the outputs of other nodes too.
     reason : str
         The name the replacements are recorded under (the pass's tag in
         Theano's ``optdb``).
@@ -99,10 +101,13 @@ class NodeRewrite(theano.gof.Optimizer):
             if node not in fgraph.apply_nodes:
                 continue
             new = self.replace(node)
-            if new is not None:
-                fgraph.replace_all_validate(
-                    [(old, v) for old, v in zip(node.outputs, new)
-                     if v is not None], reason=self.reason)
+            if new is None:
+                continue
+            pairs = new.items() if isinstance(new, dict) else \
+                zip(node.outputs, new)
+            fgraph.replace_all_validate(
+                [(old, v) for old, v in pairs if v is not None],
+                reason=self.reason)
 
 
 def loop_compile_args():

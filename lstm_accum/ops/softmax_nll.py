@@ -40,7 +40,8 @@ import numpy as np
 from ..backend import theano, T
 from .base import FLOAT_DTYPES, INDEX_DTYPES, CpuCOp, NodeRewrite
 
-__all__ = ["SoftmaxNLL", "SoftmaxNLLLoss", "SoftmaxNLLGrad", "softmax_nll"]
+__all__ = ["SoftmaxNLL", "SoftmaxNLLLoss", "SoftmaxNLLGrad",
+           "SoftmaxNLLAndGrad", "softmax_nll"]
 
 _VERSION = 7
 
@@ -293,8 +294,85 @@ class SoftmaxNLLGrad(_SimdReductionCOp):
         outputs[1][0] = d.sum(axis=0, dtype=np.float64).astype(sm.dtype)
 
 
-#: The rewrite's name in Theano's optdb (in ``fast_run``).
+class SoftmaxNLLAndGrad(_SimdReductionCOp):
+    """:class:`SoftmaxNLL` and its :class:`SoftmaxNLLGrad` for a gradient
+    of one with respect to every ``nll`` (a summed loss), in one pass.
+
+    Inputs: ``logits (N, V)``, ``b (V,)``, ``y (N,)``.  Outputs: ``nll
+    (N,)``, ``dlogits = softmax - onehot(y)`` ``(N, V)`` and ``db``, the
+    sum of ``dlogits`` over the rows.  The same numbers, bit for bit: each
+    block of 16 rows runs the forward's loop and then the backward's on
+    rows still in cache, so the softmax is never written out and read
+    back.  Not built directly: the rewrite ``lstm_accum_softmax_and_grad``
+    (this module, in Theano's ``fast_run``) puts it in place of a
+    :class:`SoftmaxNLL` whose softmax feeds only a :class:`SoftmaxNLLGrad`
+    of a constant one, as the gradient of a sum of the losses does.  No
+    gradient of its own.
+    """
+    c_files = ("team.c", "softmax_nll.c", "softmax_nll_and_grad.c")
+    func_name = "APPLY_SPECIFIC(softmax_nll_and_grad)"
+
+    def make_node(self, logits, b, y):
+        full = SoftmaxNLL(self.team).make_node(logits, b, y)
+        nll, dlogits = full.outputs
+        return theano.Apply(self, full.inputs,
+                            [nll.type(), dlogits.type(), full.inputs[1].type()])
+
+    def infer_shape(self, node, shapes):
+        xs = shapes[0]
+        return [(xs[0],), xs, (xs[1],)]
+
+    def perform(self, node, inputs, outputs):
+        x, b, y = inputs
+        nll, sm, grads = [None], [None], ([None], [None])
+        SoftmaxNLL.perform(self, node, inputs, [nll, sm])
+        SoftmaxNLLGrad.perform(self, node, [np.ones_like(nll[0]), sm[0], y],
+                               grads)
+        outputs[0][0], outputs[1][0], outputs[2][0] = \
+            nll[0], grads[0][0], grads[1][0]
+
+    def grad(self, inputs, output_grads):
+        return [theano.gradient.grad_not_implemented(self, k, x)
+                for k, x in enumerate(inputs)]
+
+
+def _is_one(g):
+    """Whether ``g`` is a constant one, filled to a vector (``Alloc``) or
+    not: the gradient of a plain sum."""
+    if g.owner is not None and isinstance(g.owner.op, T.Alloc):
+        g = g.owner.inputs[0]
+    try:
+        return T.get_scalar_constant_value(g, elemwise=False) == 1
+    except T.NotScalarConstantError:
+        return False
+
+
+def _with_grad(node):
+    """``{old: new}`` putting a :class:`SoftmaxNLLAndGrad` in place of a
+    :class:`SoftmaxNLL` node whose softmax feeds only a
+    :class:`SoftmaxNLLGrad` of a constant one and the same targets; else
+    None."""
+    if type(node.op) is not SoftmaxNLL:
+        return None
+    clients = node.outputs[1].clients
+    if len(clients) != 1 or clients[0][0] == "output":
+        return None
+    grad = clients[0][0]
+    g, sm, y = grad.inputs
+    if type(grad.op) is not SoftmaxNLLGrad or clients[0][1] != 1 or \
+            y is not node.inputs[2] or not _is_one(g):
+        return None
+    nll, dlogits, db = SoftmaxNLLAndGrad(node.op.team)(
+        *node.inputs, return_list=True)
+    return {node.outputs[0]: nll, grad.outputs[0]: dlogits,
+            grad.outputs[1]: db}
+
+
+#: The rewrites' names in Theano's optdb (in ``fast_run``).
+WITH_GRAD = "lstm_accum_softmax_and_grad"
 LOSS_ALONE = "lstm_accum_softmax_loss"
 # Before the team's rewrite (98), which gives the new node its threads.
 theano.compile.optdb.register(LOSS_ALONE, NodeRewrite(_loss_alone, LOSS_ALONE),
                               97, "fast_run")
+theano.compile.optdb.register(WITH_GRAD, NodeRewrite(_with_grad, WITH_GRAD),
+                              96.9, "fast_run")

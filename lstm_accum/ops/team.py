@@ -43,7 +43,8 @@ from ..backend import EmptyProps, theano, T
 from ..backend.openblas import cpu_flags, loaded_openblas
 from .base import CpuCOp, NodeRewrite, unavailable_reason
 from .fused_lstm import FusedLSTM, FusedLSTMGrad
-from .softmax_nll import SoftmaxNLL, SoftmaxNLLGrad, SoftmaxNLLLoss
+from .softmax_nll import (SoftmaxNLL, SoftmaxNLLAndGrad, SoftmaxNLLGrad,
+                          SoftmaxNLLLoss)
 
 __all__ = ["TeamDot", "include_team", "team_unavailable", "TEAM"]
 
@@ -145,7 +146,8 @@ def _team_version(node):
             node.outputs[0].dtype == "float32":
         return FusedLSTMGrad(op.grad_clipping, aux=op.aux, team=True)(
             *node.inputs, return_list=True)
-    if type(op) in (SoftmaxNLL, SoftmaxNLLLoss, SoftmaxNLLGrad) and \
+    if type(op) in (SoftmaxNLL, SoftmaxNLLLoss, SoftmaxNLLGrad,
+                    SoftmaxNLLAndGrad) and \
             not op.team:
         return type(op)(team=True)(*node.inputs, return_list=True)
     return None

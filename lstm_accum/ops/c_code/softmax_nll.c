@@ -16,6 +16,35 @@ static npy_intp lstm_accum_first_bad_target(npy_intp N, npy_intp V,
     return -1;
 }
 
+/* Whether contiguous logits x (N, V), bias b and targets y fit each other
+   (b (V,), y (N,), every target in [0, V)); if not, a ValueError is set
+   that says which input is wrong.  For SoftmaxNLL and SoftmaxNLLAndGrad. */
+template <typename I>
+static bool lstm_accum_softmax_inputs_fit(PyArrayObject* x, PyArrayObject* b,
+                                          PyArrayObject* y)
+{
+    const npy_intp N = PyArray_DIMS(x)[0], V = PyArray_DIMS(x)[1];
+    if (PyArray_DIMS(b)[0] != V || PyArray_DIMS(y)[0] != N) {
+        PyErr_Format(PyExc_ValueError,
+            "SoftmaxNLL: inconsistent shapes: logits (%ld, %ld), "
+            "b (%ld,), y (%ld,) (expected b (V,) and y (N,) for "
+            "logits (N, V))", (long)N, (long)V,
+            (long)PyArray_DIMS(b)[0], (long)PyArray_DIMS(y)[0]);
+        return false;
+    }
+    const npy_intp bad = lstm_accum_first_bad_target(
+        N, V, (const I*)PyArray_DATA(y));
+    if (bad >= 0) {
+        PyErr_Format(PyExc_ValueError,
+            "SoftmaxNLL: target %lld (row %ld) is out of range for "
+            "V = %ld classes (targets must be in [0, %ld))",
+            (long long)((const I*)PyArray_DATA(y))[bad],
+            (long)bad, (long)V, (long)V);
+        return false;
+    }
+    return true;
+}
+
 /* nll[n] = log(sum_j exp(z[n, j] - m_n)) - (z[n, y_n] - m_n) and
    sm[n, :] = softmax(z[n, :]), z = x + b, m_n = max_j z[n, j], for the
    rows [n0, n1).  With sm NULL (the loss alone, SoftmaxNLLLoss), each
@@ -181,6 +210,104 @@ static bool lstm_accum_softmax_nll_forward_team(
                                         NULL, NULL, rows};
     lstm_accum_team_run(lstm_accum_softmax_forward_work<T, I>, &job, size);
     free(rows);
+    return true;
+}
+
+/* The forward and the backward of a loss whose gradient with respect to
+   every nll is one (a sum: the training loss), in one pass over the rows
+   (SoftmaxNLLAndGrad).  Each thread takes its share of the rows in blocks
+   of LSTM_ACCUM_DB_BLOCK (the team's shares start on multiples of 16): the
+   forward writes a block's softmax into the thread's scratch, and the
+   backward, on those rows still in cache, writes their dlogits and the
+   block's column sums.  Then the columns are shared out and each column's
+   block sums are added in double, block after block.  The same functions
+   on the same rows, and the sums in the same order, as SoftmaxNLL followed
+   by SoftmaxNLLGrad with g = 1: the same results, bit for bit, without
+   the softmax's (N, V) round trip through memory. */
+template <typename T, typename I>
+struct lstm_accum_softmax_both_job {
+    npy_intp N, V;
+    const T *x, *b;
+    const I* y;
+    T *nll, *dx, *db;
+    T* blocks;      /* each block's column sums, V values a block */
+    char* scratch;  /* a thread's: V doubles, V values, a block's softmax */
+    size_t stride;  /* bytes of scratch a thread */
+};
+
+template <typename T>
+static size_t lstm_accum_softmax_both_stride(npy_intp V)
+{
+    const size_t bytes = sizeof(double) * V
+                         + sizeof(T) * V * (LSTM_ACCUM_DB_BLOCK + 1);
+    return (bytes + 63) / 64 * 64;
+}
+
+template <typename T, typename I>
+static void lstm_accum_softmax_both_rows(void* p, int rank, int size)
+{
+    static const T ones[LSTM_ACCUM_DB_BLOCK] = {
+        1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+    const lstm_accum_softmax_both_job<T, I>* j =
+        (const lstm_accum_softmax_both_job<T, I>*)p;
+    const npy_intp V = j->V;
+    double* acc = (double*)(j->scratch + j->stride * rank);
+    T* part = (T*)(acc + V);
+    T* sm = part + V;
+    long r0, r1;
+    lstm_accum_team_share(j->N, rank, size, &r0, &r1);
+    for (npy_intp n0 = r0; n0 < r1; n0 += LSTM_ACCUM_DB_BLOCK) {
+        const npy_intp rows = r1 - n0 < LSTM_ACCUM_DB_BLOCK
+                              ? r1 - n0 : LSTM_ACCUM_DB_BLOCK;
+        lstm_accum_softmax_nll_forward<T, I>(0, rows, V, j->x + n0 * V,
+                                             j->b, j->y + n0, j->nll + n0,
+                                             sm, NULL);
+        lstm_accum_softmax_nll_backward<T, I>(
+            rows, V, 0, V, ones, sm, j->y + n0, j->dx + n0 * V,
+            j->blocks + n0 / LSTM_ACCUM_DB_BLOCK * V, acc, part);
+    }
+}
+
+template <typename T, typename I>
+static void lstm_accum_softmax_both_columns(void* p, int rank, int size)
+{
+    const lstm_accum_softmax_both_job<T, I>* j =
+        (const lstm_accum_softmax_both_job<T, I>*)p;
+    const npy_intp V = j->V;
+    const npy_intp blocks = (j->N + LSTM_ACCUM_DB_BLOCK - 1)
+                            / LSTM_ACCUM_DB_BLOCK;
+    long j0, j1;
+    lstm_accum_team_share(V, rank, size, &j0, &j1);
+    for (npy_intp c = j0; c < j1; ++c) {
+        double s = 0;
+        for (npy_intp k = 0; k < blocks; ++k)
+            s += j->blocks[k * V + c];
+        j->db[c] = (T)s;
+    }
+}
+
+/* Both passes, on the team when team is true; returns false, having
+   computed nothing, when the scratch cannot be allocated. */
+template <typename T, typename I>
+static bool lstm_accum_softmax_nll_both_team(
+    bool team, npy_intp N, npy_intp V, const T* x, const T* b, const I* y,
+    T* nll, T* dx, T* db)
+{
+    const int size = lstm_accum_softmax_team(team, N, V);
+    const size_t stride = lstm_accum_softmax_both_stride<T>(V);
+    const npy_intp blocks = (N + LSTM_ACCUM_DB_BLOCK - 1)
+                            / LSTM_ACCUM_DB_BLOCK;
+    char* scratch = (char*)aligned_alloc(
+        64, stride * size + (sizeof(T) * blocks * V + 63) / 64 * 64);
+    if (!scratch)
+        return false;
+    lstm_accum_softmax_both_job<T, I> job = {
+        N, V, x, b, y, nll, dx, db, (T*)(scratch + stride * size), scratch,
+        stride};
+    lstm_accum_team_run(lstm_accum_softmax_both_rows<T, I>, &job, size);
+    lstm_accum_team_run(lstm_accum_softmax_both_columns<T, I>, &job,
+                        lstm_accum_softmax_team(team, blocks, V));
+    free(scratch);
     return true;
 }
 

@@ -17,31 +17,16 @@ int APPLY_SPECIFIC(softmax_nll)(PyArrayObject* x, PyArrayObject* b,
     typedef DTYPE_INPUT_2 I;
     PyArrayObject *cx = NULL, *cb = NULL, *cy = NULL;
     int ok = 0;
-    npy_intp N, V, bad;
+    npy_intp N, V;
     cx = PyArray_GETCONTIGUOUS(x);
     cb = PyArray_GETCONTIGUOUS(b);
     cy = PyArray_GETCONTIGUOUS(y);
     if (!cx || !cb || !cy)
         goto done;
+    if (!lstm_accum_softmax_inputs_fit<I>(cx, cb, cy))
+        goto done;
     N = PyArray_DIMS(cx)[0];
     V = PyArray_DIMS(cx)[1];
-    if (PyArray_DIMS(cb)[0] != V || PyArray_DIMS(cy)[0] != N) {
-        PyErr_Format(PyExc_ValueError,
-            "SoftmaxNLL: inconsistent shapes: logits (%ld, %ld), "
-            "b (%ld,), y (%ld,) (expected b (V,) and y (N,) for "
-            "logits (N, V))", (long)N, (long)V,
-            (long)PyArray_DIMS(cb)[0], (long)PyArray_DIMS(cy)[0]);
-        goto done;
-    }
-    bad = lstm_accum_first_bad_target(N, V, (const I*)PyArray_DATA(cy));
-    if (bad >= 0) {
-        PyErr_Format(PyExc_ValueError,
-            "SoftmaxNLL: target %lld (row %ld) is out of range for "
-            "V = %ld classes (targets must be in [0, %ld))",
-            (long long)((const I*)PyArray_DATA(cy))[bad],
-            (long)bad, (long)V, (long)V);
-        goto done;
-    }
     {
         npy_intp ndims[1] = {N};
         npy_intp sdims[2] = {N, V};
