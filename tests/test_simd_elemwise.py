@@ -137,3 +137,54 @@ def test_the_accumulator_apply_step_uses_the_loops():
     acc = GradientAccumulator((x * p).sum(), [p], [x], normalize="sum")
     assert _simd_nodes(acc.apply_fn)
     assert apply_mode() is not theano.compile.mode.get_default_mode()
+
+
+def _joined(fn):
+    return [n for n in _simd_nodes(fn) if len(n.outputs) > 1]
+
+
+@pytest.mark.parametrize("rule", ["adagrad", "adam"])
+def test_a_value_read_twice_is_one_loop_with_its_readers(rule):
+    # Adagrad's squared gradient (the new state and the step read it),
+    # Adam's new first moment: one loop writes both of their readers,
+    # for every matrix; the results above stay bit-identical.
+    _, fn = _run(rule, "float32", simd=True)
+    joined = _joined(fn)
+    assert len(joined) == 2, [str(n.op) for n in joined]
+    for node in joined:
+        assert len(node.op.destroy_map) == 2   # state and parameter
+
+
+@pytest.fixture(scope="module")
+def in_place_fn():
+    """st <- st + g^2; p <- p - g / sqrt((1 + st) + g^2), in place, and
+    g^2 returned too (Adagrad's pattern): one loop with three outputs, one
+    of them in the place of st, which another output reads."""
+    st = theano.shared(np.zeros((30, 40), "float32"), name="st")
+    p = theano.shared(np.zeros((30, 40), "float32"), name="p")
+    g = T.fmatrix("g")
+    sq = T.sqr(g)
+    mode = include_simd_elemwise(theano.compile.mode.get_default_mode())
+    fn = theano.function([g], sq, mode=mode, updates=[
+        (st, st + sq), (p, p - g / T.sqrt((1 + st) + sq))])
+    return fn, st, p
+
+
+def test_in_place_outputs_read_their_inputs_first(in_place_fn):
+    # Contiguous inputs take the vectorised loop; a transposed g takes
+    # Theano's strided loop: both must read st before writing it.
+    fn, st, p = in_place_fn
+    assert len(_joined(fn)) == 1 and len(_joined(fn)[0].outputs) == 3
+    rng = np.random.RandomState(5)
+    for g in (rng.rand(30, 40).astype("float32"),
+              rng.rand(40, 30).astype("float32").T):
+        s0 = rng.rand(30, 40).astype("float32")
+        p0 = rng.rand(30, 40).astype("float32")
+        st.set_value(s0)
+        p.set_value(p0)
+        sq = fn(g)
+        want = g * g
+        np.testing.assert_array_equal(sq, want)
+        np.testing.assert_array_equal(st.get_value(), s0 + want)
+        np.testing.assert_array_equal(
+            p.get_value(), p0 - g / np.sqrt((np.float32(1) + s0) + want))

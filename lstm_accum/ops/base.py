@@ -79,11 +79,13 @@ class NodeRewrite(theano.gof.Optimizer):
 
     Parameters
     ----------
-    replace : callable
+    replace : callable, or a tuple of them
         ``replace(node) -> list of variables or None``; an output whose
         entry is None is not replaced (it must have no client).  Or a
         dict ``{old variable: new variable}``, for a rewrite that replaces
-        the outputs of other nodes too.
+        the outputs of other nodes too; it is left out if it would break
+        the order of in-place work.  Of a tuple, the first whose
+        replacement is made.
     reason : str
         The name the replacements are recorded under (the pass's tag in
         Theano's ``optdb``).
@@ -91,7 +93,8 @@ class NodeRewrite(theano.gof.Optimizer):
 
     def __init__(self, replace, reason):
         super(NodeRewrite, self).__init__()
-        self.replace, self.reason = replace, reason
+        self.replace = replace if isinstance(replace, tuple) else (replace,)
+        self.reason = reason
 
     def add_requirements(self, fgraph):
         fgraph.attach_feature(theano.gof.toolbox.ReplaceValidate())
@@ -100,14 +103,23 @@ class NodeRewrite(theano.gof.Optimizer):
         for node in fgraph.toposort():
             if node not in fgraph.apply_nodes:
                 continue
-            new = self.replace(node)
-            if new is None:
-                continue
-            pairs = new.items() if isinstance(new, dict) else \
-                zip(node.outputs, new)
+            for replace in self.replace:
+                if self._made(fgraph, node, replace(node)):
+                    break
+
+    def _made(self, fgraph, node, new):
+        if new is None:
+            return False
+        if not isinstance(new, dict):
             fgraph.replace_all_validate(
-                [(old, v) for old, v in pairs if v is not None],
-                reason=self.reason)
+                [(old, v) for old, v in zip(node.outputs, new)
+                 if v is not None], reason=self.reason)
+            return True
+        try:
+            fgraph.replace_all_validate(list(new.items()), reason=self.reason)
+        except theano.gof.InconsistencyError:
+            return False      # an order of in-place work it would break
+        return True
 
 
 def loop_compile_args():

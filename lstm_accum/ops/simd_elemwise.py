@@ -124,6 +124,19 @@ class SimdComposite(theano.scalar.Composite):
             fname, " ".join(fields), ", ".join(shifted))
         return fname, source
 
+    def c_code(self, node, name, inames, onames, sub):
+        # With several outputs, an output may be an input that another
+        # output still reads (in place): every input is copied first, as
+        # the contiguous loop does, for Theano's strided loop too.
+        if len(onames) == 1:
+            return super(SimdComposite, self).c_code(node, name, inames,
+                                                     onames, sub)
+        copies = ["%s %s_in%d = %s;" % (v.type.dtype_specs()[1], name, k, i)
+                  for k, (v, i) in enumerate(zip(node.inputs, inames))]
+        names = ["%s_in%d" % (name, k) for k in range(len(inames))]
+        return "{\n%s\n%s}\n" % ("\n".join(copies), super(
+            SimdComposite, self).c_code(node, name, names, onames, sub))
+
     def c_support_code_apply(self, node, name):
         inner = super(SimdComposite, self).c_support_code_apply(node, name)
         loop = self._loop(node, name)
@@ -158,7 +171,8 @@ class SimdComposite(theano.scalar.Composite):
 @functools.lru_cache(maxsize=None)
 def _loop_hash():
     source = "".join(inspect.getsource(f) for f in (
-        SimdComposite._loop, SimdComposite.c_code_contiguous)) + "".join(
+        SimdComposite.c_code, SimdComposite._loop,
+        SimdComposite.c_code_contiguous)) + "".join(
             code for name in _C_FILES for _, code in c_sections(name))
     return hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
 
@@ -197,6 +211,83 @@ def _as_composite(node):
     return SimdComposite(xs, op.make_node(*xs).outputs)
 
 
+def _scalar_outputs(op, args):
+    """The outputs of the scalar operation ``op`` applied to the scalar
+    variables ``args``; a ``Composite``'s own graph, copied onto them."""
+    if isinstance(op, theano.scalar.Composite):
+        equiv = theano.gof.graph.clone_get_equiv(
+            op.inputs, op.outputs, memo=dict(zip(op.inputs, args)))
+        return [equiv[v] for v in op.outputs]
+    return op.make_node(*args).outputs
+
+
+def _plain(node):
+    return type(node.op) is T.Elemwise and not node.op.openmp and \
+        len(node.outputs) == 1 and _fits(node)
+
+
+def _users(node):
+    """The nodes that read ``node``'s output, if they are two or more
+    plain same-shaped ``Elemwise`` nodes, none reading another's output;
+    and whether the output is also one of the function's.  Else None."""
+    out = node.outputs[0]
+    users, external = [], False
+    for client, _ in out.clients:
+        if client == "output":
+            external = True
+        elif not _plain(client) or \
+                client.outputs[0].broadcastable != out.broadcastable:
+            return None
+        elif client not in users:
+            users.append(client)
+    made = {u.outputs[0] for u in users}
+    if len(users) < 2 or any(made & set(theano.gof.graph.ancestors(u.inputs))
+                             for u in users):
+        return None
+    return users, external
+
+
+def merged_loop(node):
+    """``{old: new}`` putting one :class:`SimdElemwise` with several
+    outputs in place of ``node`` and the nodes that read its output, or
+    None.
+
+    An update rule's value used twice (Adagrad's squared gradient: in the
+    new state and in the step) is an ``Elemwise`` of its own, which
+    Theano's fusion does not join to its readers; each is a pass over the
+    parameter's elements.  Joined, one loop reads every input once and
+    writes every output (each reader's, and ``node``'s if the function
+    returns it), with the readers' in-place patterns; the same scalar code
+    in the same order, so the same results bit for bit.
+    """
+    if not _plain(node):
+        return None
+    found = _users(node)
+    if found is None:
+        return None
+    users, external = found
+    out = node.outputs[0]
+    heads = [node] if external else []
+    ins = []
+    for n in [node] + users:
+        ins += [v for v in n.inputs if v is not out and v not in ins]
+    xs = [theano.scalar.get_scalar_type(v.dtype).make_variable() for v in ins]
+    scalar = dict(zip(ins, xs))
+    scalar[out], = _scalar_outputs(node.op.scalar_op,
+                                   [scalar[v] for v in node.inputs])
+    results, pattern = [], {}
+    for k, n in enumerate(heads + users):
+        results.append(scalar[out] if n is node else _scalar_outputs(
+            n.op.scalar_op, [scalar[v] for v in n.inputs])[0])
+        if 0 in n.op.inplace_pattern:
+            pattern[k] = ins.index(n.inputs[n.op.inplace_pattern[0]])
+    if len(set(pattern.values())) != len(pattern):
+        return None           # two outputs in one input's place
+    merged = SimdElemwise(SimdComposite(xs, results),
+                          inplace_pattern=pattern).make_node(*ins)
+    return {n.outputs[0]: v for n, v in zip(heads + users, merged.outputs)}
+
+
 def simd_elemwise(node):
     """The outputs of a :class:`SimdElemwise` equal to the ``Elemwise``
     ``node`` (same inputs, scalar code and in-place pattern), or None when
@@ -212,7 +303,8 @@ def simd_elemwise(node):
 
 # After the in-place passes (75) and before the last merge (100).
 theano.compile.optdb.register(
-    SIMD_ELEMWISE, NodeRewrite(simd_elemwise, SIMD_ELEMWISE), 99)
+    SIMD_ELEMWISE, NodeRewrite((merged_loop, simd_elemwise), SIMD_ELEMWISE),
+    99)
 
 
 def include_simd_elemwise(mode):
