@@ -157,7 +157,7 @@ def train(out):
 def accumulate(out):
     """The accumulate step's op and the squared norm on the arrays of
     ``test_accumulate_op.py``: the accumulators after one call, and the
-    norm of them and of the sources."""
+    norm of them and of the sources (also divided by 7 first)."""
     from lstm_accum.ops.accumulate import SquaredNorm
     import test_accumulate_op as case
     fn, shared = case.compiled("float32")
@@ -166,6 +166,9 @@ def accumulate(out):
     res.update({"acc/%d" % k: s.get_value() for k, s in enumerate(shared)})
     xs = [T.fmatrix(), T.fvector()]
     res["norm"] = theano.function(xs, SquaredNorm()(*xs))(src[0], src[6])
+    d = T.dscalar()
+    res["norm/7"] = theano.function([d] + xs, SquaredNorm(True)(d, *xs))(
+        7.0, src[0], src[6])
     np.savez(out, **res)
 
 

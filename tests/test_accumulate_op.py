@@ -191,6 +191,36 @@ def test_squared_norm_is_the_sum_of_squares(dtype):
         SquaredNorm()(T.lvector())
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_divided_squared_norm_divides_each_element_first(dtype):
+    # apply's norm of the averaged gradient, read from the accumulators:
+    # numpy's division in the arrays' dtype, then the squares summed in
+    # float64; an integer divisor arrives cast to float64.
+    rng = np.random.RandomState(8)
+    arrays = [(rng.normal(size=s) * 30).astype(dtype)
+              for s in [(300, 1001), (70001,), (3, 5), (0, 4)]]
+    xs = [T.TensorType(dtype, (False,) * a.ndim)() for a in arrays]
+    count = T.lscalar()
+    norm = SquaredNorm(divided=True)(T.cast(count, "float64"), *xs)
+    tol = 1e-6 if dtype == "float32" else 1e-12
+    for mode in (None, PY):
+        fn = theano.function([count] + xs, norm, mode=mode)
+        for n in (1, 3, 7):
+            got = fn(n, *arrays)
+            want = sum(float(np.sum((a / a.dtype.type(n)).astype(
+                "float64") ** 2)) for a in arrays)
+            assert got.dtype == "float64" and abs(got - want) <= tol * want
+    fn = theano.function([count] + xs, norm)
+    arrays[1][5] = np.nan
+    assert not np.isfinite(fn(3, *arrays))
+    arrays[1][5] = 0
+    if dtype == "float32":
+        arrays[0][0, 0] = 3e20      # (3e20 / 3)^2 overflows float32
+        assert fn(3, *arrays) == np.inf
+    with pytest.raises(TypeError, match="float64 scalar divisor"):
+        SquaredNorm(divided=True)(T.lscalar(), T.fvector())
+
+
 def test_results_do_not_depend_on_the_number_of_threads(tmp_path):
     runs = []
     for threads in (1, 2, 3):
@@ -206,7 +236,7 @@ def test_results_do_not_depend_on_the_number_of_threads(tmp_path):
         assert proc.returncode == 0, proc.stderr[-3000:]
         with np.load(out) as f:
             runs.append({k: f[k] for k in f.files})
-    assert len(runs[0]) == 9
+    assert len(runs[0]) == 10
     src = sources("float32")
     want = numpy_accumulate(accumulators("float32"), src)
     for k, w in enumerate(want):

@@ -56,6 +56,9 @@ def _run(rule, dtype, simd, max_norm=None):
         window.samples.set_value(np.int64(3 + w))
         ok = fn()[0]
         assert bool(ok) == (w != 3)
+        # the window is emptied either way, an Inf included
+        for acc in window.accumulators:
+            assert not acc.get_value(borrow=True).any()
     values = [v.get_value() for v in params + app.optimizer_state]
     return values, fn
 
@@ -143,16 +146,21 @@ def _joined(fn):
     return [n for n in _simd_nodes(fn) if len(n.outputs) > 1]
 
 
-@pytest.mark.parametrize("rule", ["adagrad", "adam"])
-def test_a_value_read_twice_is_one_loop_with_its_readers(rule):
-    # Adagrad's squared gradient (the new state and the step read it),
-    # Adam's new first moment: one loop writes both of their readers,
-    # for every matrix; the results above stay bit-identical.
+@pytest.mark.parametrize("rule,state", [("adagrad", 1), ("adam", 2)])
+def test_each_matrix_is_one_loop(rule, state):
+    # The averaged gradient, read by several expressions of the rule, the
+    # rule's state, the parameter and the accumulator's new zeros: one
+    # loop per matrix, writing the state, the parameter and the zeros in
+    # place; the results above stay bit-identical.
     _, fn = _run(rule, "float32", simd=True)
     joined = _joined(fn)
     assert len(joined) == 2, [str(n.op) for n in joined]
     for node in joined:
-        assert len(node.op.destroy_map) == 2   # state and parameter
+        assert len(node.outputs) == state + 2
+        assert len(node.op.destroy_map) == state + 2
+        # it reads the accumulator, not a divided copy of it
+        assert any(v.name and v.name.startswith("accum/")
+                   for v in node.inputs)
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ import numpy as np
 from ..backend import theano, T, lasagne
 from ..ops import (AccumulateIfFinite, accumulate_spec, all_finite, isfinite,
                    include_simd_elemwise, include_team, on_cpu,
-                   squared_norm)
+                   squared_norm, zeroed)
 from .inputs import check_max_norm, check_normalize
 from .window import param_labels
 
@@ -177,20 +177,21 @@ def _averaged(window, normalize, max_norm):
     max_norm = check_max_norm(max_norm)
     grads = []
     ok = window.samples > 0
+    divisor = None
     if count is not None:
         ok = ok & (count > 0)
+        # maximum(count, 1): never divide by zero, even in the branch that
+        # ok discards.
+        divisor = T.maximum(count, 1)
     for acc in window.accumulators:
-        if count is None:
-            g = acc
-        else:
-            # maximum(count, 1): never divide by zero, even in the branch
-            # that ok discards.
-            g = acc / T.cast(T.maximum(count, 1), acc.dtype)
+        g = acc if divisor is None else acc / T.cast(divisor, acc.dtype)
         grads.append(T.cast(g, acc.dtype))
     # One reduction per parameter gives both the norm and the check: a
     # NaN/Inf element makes the squared norm non-finite. (It also overflows
-    # for |g| > ~1e19 in float32: such a window is refused.)
-    norm_sq = squared_norm(grads)
+    # for |g| > ~1e19 in float32: such a window is refused.)  It reads the
+    # accumulators and divides as the gradients do, so the gradients are
+    # only read by the update rule: one loop per parameter (SimdElemwise).
+    norm_sq = squared_norm(window.accumulators, divisor)
     ok = ok & isfinite(norm_sq)
     dtype = grads[0].dtype
     norm = T.cast(T.sqrt(norm_sq), dtype)
@@ -267,7 +268,9 @@ def apply_updates(params, window, normalize, update=lasagne.updates.adagrad,
             state.append(var)
     name_optimizer_state(params, rule_updates, state)
     for var in window.variables:
-        updates[var] = T.zeros_like(var)
+        # an accumulator's zeros are written in its place (CPU)
+        updates[var] = zeroed(var) if var in window.accumulators else \
+            T.zeros_like(var)
 
     count = _denominator(window, normalize)
     if count is None:

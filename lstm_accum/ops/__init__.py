@@ -17,7 +17,7 @@ from .softmax_nll import (softmax_nll, SoftmaxNLL, SoftmaxNLLAndGrad,
                           SoftmaxNLLGrad, SoftmaxNLLLoss)
 from .row_sums import row_sums, RowSums
 from .joined_rows import JoinedRows
-from .accumulate import (AccumulateIfFinite, AllFinite, SquaredNorm,
+from .accumulate import (AccumulateIfFinite, AllFinite, SquaredNorm, zeroed,
                          accumulate_spec, all_finite, isfinite, on_cpu,
                          squared_norm)
 from .simd_elemwise import SimdElemwise, include_simd_elemwise

@@ -23,7 +23,7 @@ from .row_sums import RowSums
 
 __all__ = ["AllFinite", "SquaredNorm", "AccumulateIfFinite",
            "accumulate_spec", "isfinite", "all_finite", "squared_norm",
-           "on_cpu"]
+           "zeroed", "on_cpu"]
 
 
 def isfinite(x):
@@ -91,27 +91,41 @@ class SquaredNorm(CpuCOp, _HostScalarReduction):
     product per input.
     """
 
-    __props__ = EmptyProps()
+    __props__ = ("divided",)
     output_type = T.TensorType("float64", ())
-    c_version = 1
+    c_version = 2
     c_files = ("team.c", "sum_squares.c", "squared_norm.c")
     func_name = "APPLY_SPECIFIC(squared_norm)"
 
+    def __init__(self, divided=False):
+        self.divided = bool(divided)
+
     def make_node(self, *tensors):
         node = _HostScalarReduction.make_node(self, *tensors)
-        for t in node.inputs:
+        arrays = node.inputs[1:] if self.divided else node.inputs
+        if self.divided and node.inputs[0].type != T.dscalar:
+            raise TypeError("SquaredNorm(divided=True) takes a float64 "
+                            "scalar divisor first, got %s"
+                            % node.inputs[0].type)
+        for t in arrays:
             if t.dtype not in FLOAT_DTYPES:
                 raise TypeError("SquaredNorm takes float32 or float64 "
                                 "tensors, got %s" % t.type)
         return node
+
+    def c_node_macros(self, node):
+        return [("LSTM_ACCUM_DIVIDED", str(int(self.divided)))]
 
     def format_c_function_args(self, inp, out):
         return ", ".join([str(len(inp))] + list(inp) + ["&%s" % out[0]])
 
     def perform(self, node, inputs, output_storage):
         total = 0.0
-        for x in inputs:
+        arrays = inputs[1:] if self.divided else inputs
+        for x in arrays:
             flat = x.ravel()  # a view for the contiguous arrays we get
+            if self.divided:
+                flat = flat / x.dtype.type(inputs[0])
             total += float(np.dot(flat, flat))
         output_storage[0][0] = np.asarray(total, dtype="float64")
 
@@ -416,10 +430,18 @@ def on_cpu():
     return theano.config.device.startswith("cpu")
 
 
-def squared_norm(tensors):
-    """``SquaredNorm`` on the CPU, Theano reductions elsewhere."""
+def squared_norm(tensors, divisor=None):
+    """The sum of the squares of every element of ``tensors``, each
+    divided first by ``divisor`` (an integer or float scalar, cast to each
+    tensor's dtype) if given: ``SquaredNorm`` on the CPU, Theano
+    reductions elsewhere."""
     if on_cpu():
-        return SquaredNorm()(*tensors)
+        if divisor is None:
+            return SquaredNorm()(*tensors)
+        return SquaredNorm(divided=True)(T.cast(divisor, "float64"),
+                                         *tensors)
+    if divisor is not None:
+        tensors = [t / T.cast(divisor, t.dtype) for t in tensors]
     return sum(T.sum(T.sqr(t), dtype="float64") for t in tensors)
 
 
@@ -432,3 +454,37 @@ def all_finite(tensors):
     for t in tensors[1:]:
         ok = ok & isfinite(T.sum(t))
     return ok
+
+
+class _Zero(theano.scalar.UnaryScalarOp):
+    """The scalar zero of its input's type, whatever the input."""
+
+    def impl(self, x):
+        return type(x)(0)
+
+    def c_code(self, node, name, inputs, outputs, sub):
+        return "%s = 0;" % outputs[0]
+
+    def c_code_cache_version(self):
+        return (1,)
+
+    def grad(self, inputs, output_grads):
+        return [inputs[0].zeros_like()]
+
+
+_ZERO = T.Elemwise(_Zero(theano.scalar.transfer_type(0)), name="Zero")
+
+
+def zeroed(x):
+    """Zeros of ``x``'s shape and dtype: an elementwise operation of ``x``
+    on the CPU, ``T.zeros_like`` elsewhere.
+
+    As the new value of an accumulator, the CPU's is written in the
+    accumulator's place by the same loop that reads it for the update
+    (:mod:`.simd_elemwise`), while the array is in cache; ``zeros_like`` is
+    a new array filled with zeros, a pass over memory of its own.
+    """
+    if on_cpu() and x.ndim > 0:
+        return _ZERO(x)
+    return T.zeros_like(x)
+

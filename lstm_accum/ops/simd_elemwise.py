@@ -226,66 +226,112 @@ def _plain(node):
         len(node.outputs) == 1 and _fits(node)
 
 
-def _users(node):
-    """The nodes that read ``node``'s output, if they are two or more
-    plain same-shaped ``Elemwise`` nodes, none reading another's output;
-    and whether the output is also one of the function's.  Else None."""
-    out = node.outputs[0]
-    users, external = [], False
-    for client, _ in out.clients:
-        if client == "output":
-            external = True
-        elif not _plain(client) or \
-                client.outputs[0].broadcastable != out.broadcastable:
-            return None
-        elif client not in users:
-            users.append(client)
-    made = {u.outputs[0] for u in users}
-    if len(users) < 2 or any(made & set(theano.gof.graph.ancestors(u.inputs))
-                             for u in users):
+def _group(node, deep):
+    """``node`` and the plain same-shaped ``Elemwise`` nodes that read its
+    output (``deep``: and theirs, on and on; else only if nothing else
+    reads it), in the graph's order, if they are three or more nodes and
+    none of them reads, through nodes outside, what another computes; else
+    None."""
+    group, k = [node], 0
+    pattern = node.outputs[0].broadcastable
+    while k < len(group) and (deep or k == 0):
+        for client, _ in group[k].outputs[0].clients:
+            if client != "output" and client not in group and \
+                    _plain(client) and \
+                    client.outputs[0].broadcastable == pattern:
+                group.append(client)
+            elif not deep and client != "output" and client not in group:
+                return None   # read by another kind of node too
+        k += 1
+    if deep:
+        group += _siblings(group, pattern)
+    if len(group) < 3:
         return None
-    return users, external
+    made = {n.outputs[0] for n in group}
+    outside = [v for n in group for v in n.inputs if v not in made]
+    if made & set(theano.gof.graph.ancestors(outside)):
+        return None
+    order = []
+    while len(order) < len(group):
+        order += [n for n in group if n not in order and all(
+            v not in made or v.owner in order for v in n.inputs)]
+    return order
 
 
-def merged_loop(node):
+def _siblings(group, pattern):
+    """Plain ``Elemwise`` nodes of the same shape outside ``group`` whose
+    arrays are all read by ``group`` too (an accumulator's new zeros)."""
+    made = {n.outputs[0] for n in group}
+    read = {v for n in group for v in n.inputs if v not in made}
+    found = []
+    for v in read:
+        for client, _ in v.clients:
+            if client != "output" and client not in group and \
+                    client not in found and _plain(client) and \
+                    client.outputs[0].broadcastable == pattern and \
+                    all(u in read or all(u.broadcastable)
+                        for u in client.inputs):
+                found.append(client)
+    return found
+
+
+def _merged(group):
+    """``{old: new}``: one :class:`SimdElemwise` for the nodes ``group``
+    (in the graph's order), with an output for each of their outputs that
+    is read outside the group or returned, in the place of the input its
+    node wrote over (if no other output takes it)."""
+    made = {n.outputs[0] for n in group}
+    ins = []
+    for n in group:
+        ins += [v for v in n.inputs if v not in made and v not in ins]
+    xs = [theano.scalar.get_scalar_type(v.dtype).make_variable() for v in ins]
+    scalar = dict(zip(ins, xs))
+    heads = []
+    for n in group:
+        scalar[n.outputs[0]], = _scalar_outputs(
+            n.op.scalar_op, [scalar[v] for v in n.inputs])
+        if any(c == "output" or c not in group
+               for c, _ in n.outputs[0].clients):
+            heads.append(n)
+    pattern = {}
+    for k, n in enumerate(heads):
+        target = n.inputs[n.op.inplace_pattern[0]] \
+            if 0 in n.op.inplace_pattern else None
+        if target in ins and ins.index(target) not in pattern.values():
+            pattern[k] = ins.index(target)
+    merged = SimdElemwise(
+        SimdComposite(xs, [scalar[n.outputs[0]] for n in heads]),
+        inplace_pattern=pattern).make_node(*ins)
+    return {n.outputs[0]: v for n, v in zip(heads, merged.outputs)}
+
+
+def merged_loops(node):
     """``{old: new}`` putting one :class:`SimdElemwise` with several
-    outputs in place of ``node`` and the nodes that read its output, or
-    None.
+    outputs in place of ``node`` and the nodes that read its output, and
+    theirs (the whole chain of an update rule: the averaged gradient, the
+    new state, the new parameter), or None.
 
-    An update rule's value used twice (Adagrad's squared gradient: in the
-    new state and in the step) is an ``Elemwise`` of its own, which
-    Theano's fusion does not join to its readers; each is a pass over the
+    A value used twice (the averaged gradient, Adagrad's squared gradient,
+    Adam's new first moment) is an ``Elemwise`` of its own, which Theano's
+    fusion does not join to its readers; each is a pass over the
     parameter's elements.  Joined, one loop reads every input once and
-    writes every output (each reader's, and ``node``'s if the function
-    returns it), with the readers' in-place patterns; the same scalar code
-    in the same order, so the same results bit for bit.
+    writes every output that is read elsewhere, with the nodes' in-place
+    patterns; the same scalar code in the same order, so the same results
+    bit for bit.
     """
     if not _plain(node):
         return None
-    found = _users(node)
-    if found is None:
+    group = _group(node, deep=True)
+    return None if group is None else _merged(group)
+
+
+def merged_readers(node):
+    """:func:`merged_loops` for ``node`` and its direct readers only: when
+    the whole chain cannot be one node without a cycle."""
+    if not _plain(node):
         return None
-    users, external = found
-    out = node.outputs[0]
-    heads = [node] if external else []
-    ins = []
-    for n in [node] + users:
-        ins += [v for v in n.inputs if v is not out and v not in ins]
-    xs = [theano.scalar.get_scalar_type(v.dtype).make_variable() for v in ins]
-    scalar = dict(zip(ins, xs))
-    scalar[out], = _scalar_outputs(node.op.scalar_op,
-                                   [scalar[v] for v in node.inputs])
-    results, pattern = [], {}
-    for k, n in enumerate(heads + users):
-        results.append(scalar[out] if n is node else _scalar_outputs(
-            n.op.scalar_op, [scalar[v] for v in n.inputs])[0])
-        if 0 in n.op.inplace_pattern:
-            pattern[k] = ins.index(n.inputs[n.op.inplace_pattern[0]])
-    if len(set(pattern.values())) != len(pattern):
-        return None           # two outputs in one input's place
-    merged = SimdElemwise(SimdComposite(xs, results),
-                          inplace_pattern=pattern).make_node(*ins)
-    return {n.outputs[0]: v for n, v in zip(heads + users, merged.outputs)}
+    group = _group(node, deep=False)
+    return None if group is None else _merged(group)
 
 
 def simd_elemwise(node):
@@ -303,7 +349,8 @@ def simd_elemwise(node):
 
 # After the in-place passes (75) and before the last merge (100).
 theano.compile.optdb.register(
-    SIMD_ELEMWISE, NodeRewrite((merged_loop, simd_elemwise), SIMD_ELEMWISE),
+    SIMD_ELEMWISE,
+    NodeRewrite((merged_loops, merged_readers, simd_elemwise), SIMD_ELEMWISE),
     99)
 
 

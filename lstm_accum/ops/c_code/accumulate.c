@@ -277,7 +277,7 @@ int APPLY_SPECIFIC(accumulate)(PyArrayObject* loss, int n, int m, ...)
             if (gradient)
                 checked[count++] = src[k];
         }
-        const double sq = lstm_accum_squares(count, checked);
+        const double sq = lstm_accum_squares(count, checked, 0.0);
         if (PyErr_Occurred())
             goto fail;
         ok = std::isfinite(sq);

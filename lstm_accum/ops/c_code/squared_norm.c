@@ -2,10 +2,12 @@
 
 /* SquaredNorm's node (accumulate.py, after sum_squares.c): the sum of the
    squares of every element of its count inputs (float32 or float64,
-   passed after count), as a float64 scalar.  Returns nonzero, with an
-   exception set, on failure. */
+   passed after count), as a float64 scalar.  With LSTM_ACCUM_DIVIDED, the
+   first input is a float64 scalar: every element is divided by it first.
+   Returns nonzero, with an exception set, on failure. */
 int APPLY_SPECIFIC(squared_norm)(int count, ...)
 {
+    double divisor = 0.0;
     PyArrayObject** in = (PyArrayObject**)malloc(
         sizeof(PyArrayObject*) * (count + 1));
     PyArrayObject** c = (PyArrayObject**)malloc(
@@ -15,6 +17,10 @@ int APPLY_SPECIFIC(squared_norm)(int count, ...)
     double total;
     va_list args;
     va_start(args, count);
+#if LSTM_ACCUM_DIVIDED
+    divisor = *(const double*)PyArray_DATA(va_arg(args, PyArrayObject*));
+    --count;
+#endif
     for (int k = 0; k < count; ++k)
         if (in)
             in[k] = va_arg(args, PyArrayObject*);
@@ -31,7 +37,7 @@ int APPLY_SPECIFIC(squared_norm)(int count, ...)
         goto done;
     if (!lstm_accum_all_float(count, c, "SquaredNorm"))
         goto done;
-    total = lstm_accum_squares(count, c);
+    total = lstm_accum_squares(count, c, divisor);
     if (PyErr_Occurred())
         goto done;
     if (lstm_accum_prepare_output(out, 0, NULL, NPY_FLOAT64))

@@ -9,23 +9,29 @@
    BLAS dot product does, which is what makes a huge finite gradient count
    as non-finite), the lanes then in double.  The chunks' sums are added
    in their order by the caller, so a total does not depend on the number
-   of threads. */
+   of threads.  With a divisor d (SquaredNorm of averaged accumulators),
+   each element is first divided by d in the array's type, the same
+   division as the averaged gradient's. */
 #include <cstdarg>
 
 #define LSTM_ACCUM_CHUNK 8192
 
-template <typename T>
+template <typename T, bool DIVIDE>
 __attribute__((noinline)) static double lstm_accum_sum_squares(const T* x,
-                                                               long n)
+                                                               long n, T d)
 {
     T lane[16] = {0};
     long i = 0;
     for (; i + 16 <= n; i += 16)
-        for (int l = 0; l < 16; ++l)
-            lane[l] += x[i + l] * x[i + l];
+        for (int l = 0; l < 16; ++l) {
+            const T v = DIVIDE ? x[i + l] / d : x[i + l];
+            lane[l] += v * v;
+        }
     T tail = 0;
-    for (; i < n; ++i)
-        tail += x[i] * x[i];
+    for (; i < n; ++i) {
+        const T v = DIVIDE ? x[i] / d : x[i];
+        tail += v * v;
+    }
     double s = (double)tail;
     for (int l = 0; l < 16; ++l)
         s += (double)lane[l];
@@ -41,7 +47,16 @@ struct lstm_accum_squares_job {
     const bool* single;
     const long* first;     /* count + 1 entries: first[count] = chunks */
     double* sums;          /* one per chunk */
+    double divisor;        /* 0: none */
 };
+
+template <typename T>
+static double lstm_accum_chunk_squares(const T* x, long n, double divisor)
+{
+    return divisor != 0.0
+        ? lstm_accum_sum_squares<T, true>(x, n, (T)divisor)
+        : lstm_accum_sum_squares<T, false>(x, n, (T)1);
+}
 
 static void lstm_accum_squares_work(void* p, int rank, int size)
 {
@@ -57,16 +72,20 @@ static void lstm_accum_squares_work(void* p, int rank, int size)
         if (n > LSTM_ACCUM_CHUNK)
             n = LSTM_ACCUM_CHUNK;
         j->sums[c] = j->single[a]
-            ? lstm_accum_sum_squares((const float*)j->data[a] + start, n)
-            : lstm_accum_sum_squares((const double*)j->data[a] + start, n);
+            ? lstm_accum_chunk_squares((const float*)j->data[a] + start, n,
+                                       j->divisor)
+            : lstm_accum_chunk_squares((const double*)j->data[a] + start,
+                                       n, j->divisor);
     }
 }
 
 /* The sum of the squares of every element of the arrays (float32 or
-   float64, C-contiguous), each array's chunks added in their order, then
-   the arrays' sums in theirs.  -1 (with MemoryError set) on failure, which
-   callers tell apart by PyErr_Occurred. */
-static double lstm_accum_squares(int count, PyArrayObject* const* arrays)
+   float64, C-contiguous), divided first by divisor unless it is 0, each
+   array's chunks added in their order, then the arrays' sums in theirs.
+   -1 (with MemoryError set) on failure, which callers tell apart by
+   PyErr_Occurred. */
+static double lstm_accum_squares(int count, PyArrayObject* const* arrays,
+                                 double divisor)
 {
     const void** data = (const void**)malloc(sizeof(void*) * (count + 1));
     long* size = (long*)malloc(sizeof(long) * (count + 1));
@@ -92,7 +111,7 @@ static double lstm_accum_squares(int count, PyArrayObject* const* arrays)
         goto done;
     {
         lstm_accum_squares_job job = {count, data, size, single, first,
-                                      sums};
+                                      sums, divisor};
         lstm_accum_team_run(lstm_accum_squares_work, &job,
                             lstm_accum_team_for_items(items));
     }
