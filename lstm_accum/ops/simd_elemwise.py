@@ -30,6 +30,15 @@ results are bit-identical to Theano's loops (``tests/test_simd_elemwise.py``:
 adagrad, adam, rmsprop, momentum).  A 1M-parameter Adam apply runs about
 four times as fast (``benchmarks/README.md``).
 
+The same rewrite joins a value that several formulas read (the averaged
+gradient, Adagrad's squared gradient, Adam's moments), which Theano's
+fusion leaves as a node of its own, with its readers and theirs, into one
+``SimdElemwise`` with several outputs (:func:`merged_loops`): one pass over
+a parameter's elements instead of one per node.  Every input is read
+before any output is written, in the vectorised loop and in Theano's
+strided one, so outputs can take the places of inputs that other outputs
+read.
+
 ``include_simd_elemwise(mode)`` adds the rewrite to a compile mode; the
 apply step uses it on the CPU.  It runs after Theano's in-place passes and
 keeps each node's in-place pattern.
@@ -317,7 +326,9 @@ def merged_loops(node):
     parameter's elements.  Joined, one loop reads every input once and
     writes every output that is read elsewhere, with the nodes' in-place
     patterns; the same scalar code in the same order, so the same results
-    bit for bit.
+    bit for bit.  Elementwise nodes that read nothing but what the group
+    reads (an accumulator's zeros, :func:`~lstm_accum.ops.zeroed`) join it
+    too.
     """
     if not _plain(node):
         return None
