@@ -17,7 +17,7 @@ import collections
 
 import numpy as np
 
-from ..backend import EmptyProps, theano, T
+from ..backend import theano, T
 from .base import CpuCOp, FLOAT_DTYPES, INDEX_DTYPES
 from .row_sums import RowSums
 
@@ -487,4 +487,3 @@ def zeroed(x):
     if on_cpu() and x.ndim > 0:
         return _ZERO(x)
     return T.zeros_like(x)
-

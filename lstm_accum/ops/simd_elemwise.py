@@ -314,11 +314,13 @@ def _merged(group):
     return {n.outputs[0]: v for n, v in zip(heads, merged.outputs)}
 
 
-def merged_loops(node):
+def merged_loops(node, deep=True):
     """``{old: new}`` putting one :class:`SimdElemwise` with several
     outputs in place of ``node`` and the nodes that read its output, and
     theirs (the whole chain of an update rule: the averaged gradient, the
-    new state, the new parameter), or None.
+    new state, the new parameter), or None.  With ``deep`` False, only
+    ``node``'s direct readers: for when the whole chain cannot be one node
+    without a cycle.
 
     A value used twice (the averaged gradient, Adagrad's squared gradient,
     Adam's new first moment) is an ``Elemwise`` of its own, which Theano's
@@ -332,16 +334,7 @@ def merged_loops(node):
     """
     if not _plain(node):
         return None
-    group = _group(node, deep=True)
-    return None if group is None else _merged(group)
-
-
-def merged_readers(node):
-    """:func:`merged_loops` for ``node`` and its direct readers only: when
-    the whole chain cannot be one node without a cycle."""
-    if not _plain(node):
-        return None
-    group = _group(node, deep=False)
+    group = _group(node, deep)
     return None if group is None else _merged(group)
 
 
@@ -361,7 +354,8 @@ def simd_elemwise(node):
 # After the in-place passes (75) and before the last merge (100).
 theano.compile.optdb.register(
     SIMD_ELEMWISE,
-    NodeRewrite((merged_loops, merged_readers, simd_elemwise), SIMD_ELEMWISE),
+    NodeRewrite((merged_loops, functools.partial(merged_loops, deep=False),
+                 simd_elemwise), SIMD_ELEMWISE),
     99)
 
 

@@ -16,30 +16,38 @@ static npy_intp lstm_accum_first_bad_target(npy_intp N, npy_intp V,
     return -1;
 }
 
-/* Whether contiguous logits x (N, V), bias b and targets y fit each other
-   (b (V,), y (N,), every target in [0, V)); if not, a ValueError is set
-   that says which input is wrong.  For SoftmaxNLL and SoftmaxNLLAndGrad. */
+/* Contiguous copies (or references) *cx, *cb, *cy of the logits x (N, V),
+   the bias b and the targets y, if they fit each other (b (V,), y (N,),
+   every target in [0, V)); false otherwise, with an exception set (a
+   ValueError that says which input is wrong).  The caller releases the
+   copies it got (Py_XDECREF), whatever the result.  For SoftmaxNLL and
+   SoftmaxNLLAndGrad. */
 template <typename I>
-static bool lstm_accum_softmax_inputs_fit(PyArrayObject* x, PyArrayObject* b,
-                                          PyArrayObject* y)
+static bool lstm_accum_softmax_inputs(PyArrayObject* x, PyArrayObject* b,
+                                      PyArrayObject* y, PyArrayObject** cx,
+                                      PyArrayObject** cb, PyArrayObject** cy)
 {
-    const npy_intp N = PyArray_DIMS(x)[0], V = PyArray_DIMS(x)[1];
-    if (PyArray_DIMS(b)[0] != V || PyArray_DIMS(y)[0] != N) {
+    *cx = PyArray_GETCONTIGUOUS(x);
+    *cb = PyArray_GETCONTIGUOUS(b);
+    *cy = PyArray_GETCONTIGUOUS(y);
+    if (!*cx || !*cb || !*cy)
+        return false;
+    const npy_intp N = PyArray_DIMS(*cx)[0], V = PyArray_DIMS(*cx)[1];
+    if (PyArray_DIMS(*cb)[0] != V || PyArray_DIMS(*cy)[0] != N) {
         PyErr_Format(PyExc_ValueError,
             "SoftmaxNLL: inconsistent shapes: logits (%ld, %ld), "
             "b (%ld,), y (%ld,) (expected b (V,) and y (N,) for "
             "logits (N, V))", (long)N, (long)V,
-            (long)PyArray_DIMS(b)[0], (long)PyArray_DIMS(y)[0]);
+            (long)PyArray_DIMS(*cb)[0], (long)PyArray_DIMS(*cy)[0]);
         return false;
     }
-    const npy_intp bad = lstm_accum_first_bad_target(
-        N, V, (const I*)PyArray_DATA(y));
+    const I* t = (const I*)PyArray_DATA(*cy);
+    const npy_intp bad = lstm_accum_first_bad_target(N, V, t);
     if (bad >= 0) {
         PyErr_Format(PyExc_ValueError,
             "SoftmaxNLL: target %lld (row %ld) is out of range for "
             "V = %ld classes (targets must be in [0, %ld))",
-            (long long)((const I*)PyArray_DATA(y))[bad],
-            (long)bad, (long)V, (long)V);
+            (long long)t[bad], (long)bad, (long)V, (long)V);
         return false;
     }
     return true;

@@ -15,12 +15,7 @@ int APPLY_SPECIFIC(softmax_nll_and_grad)(PyArrayObject* x, PyArrayObject* b,
     PyArrayObject *cx = NULL, *cb = NULL, *cy = NULL;
     int ok = 0;
     npy_intp N, V;
-    cx = PyArray_GETCONTIGUOUS(x);
-    cb = PyArray_GETCONTIGUOUS(b);
-    cy = PyArray_GETCONTIGUOUS(y);
-    if (!cx || !cb || !cy)
-        goto done;
-    if (!lstm_accum_softmax_inputs_fit<I>(cx, cb, cy))
+    if (!lstm_accum_softmax_inputs<I>(x, b, y, &cx, &cb, &cy))
         goto done;
     N = PyArray_DIMS(cx)[0];
     V = PyArray_DIMS(cx)[1];
