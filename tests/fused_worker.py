@@ -36,29 +36,41 @@ def inputs(rng):
     return cases
 
 
-def outputs(fn, rng):
+def outputs(fns, rng):
+    """Every output of each function of build_all(), keyed
+    ``[team_]steps_batch_H_index``."""
     res = {}
-    for shape, values in inputs(rng):
-        for i, out in enumerate(fn(*values)):
-            res["%d_%d_%d_%d" % (shape + (i,))] = out
+    for prefix, fn in fns.items():
+        for shape, values in inputs(rng):
+            for i, out in enumerate(fn(*values)):
+                res[prefix + "%d_%d_%d_%d" % (shape + (i,))] = out
     return res
 
 
-def build():
+def build(team=False):
+    """The forward and both gradients as one function.  team: the
+    operations as training compiles them, which share the steps from far
+    smaller batches (batch H^2 >= 2^16: every shape here but the batches
+    of 1 and 13)."""
     x, dh, dc, da = [T.tensor3(dtype="float32") for _ in range(4)]
     b, wci, wcf, wco = [T.vector(dtype="float32") for _ in range(4)]
     W, c0, h0 = [T.matrix(dtype="float32") for _ in range(3)]
-    hid, cell, act = FusedLSTM(CLIP)(x, b, W, wci, wcf, wco, c0, h0)
+    hid, cell, act = FusedLSTM(CLIP, team=team)(x, b, W, wci, wcf, wco, c0,
+                                                h0)
     common = (W, wci, wcf, wco, c0, h0, hid, cell, act, dh)
-    plain = FusedLSTMGrad(CLIP)(*common)
-    aux = FusedLSTMGrad(CLIP, aux=True)(*common + (dc, da))
+    plain = FusedLSTMGrad(CLIP, team=team)(*common)
+    aux = FusedLSTMGrad(CLIP, aux=True, team=team)(*common + (dc, da))
     return theano.function([x, b, W, wci, wcf, wco, c0, h0, dh, dc, da],
                            [hid, cell, act] + list(plain) + list(aux))
 
 
+def build_all():
+    return {"": build(), "team_": build(team=True)}
+
+
 def main(out, fork):
-    fn = build()
-    np.savez(out, **outputs(fn, np.random.RandomState(0)))
+    fns = build_all()
+    np.savez(out, **outputs(fns, np.random.RandomState(0)))
     if not fork:
         return 0
     pid = os.fork()
@@ -66,7 +78,7 @@ def main(out, fork):
         status = 1
         try:
             child = out[:-len(".npz")] + ".child.npz"
-            np.savez(child, **outputs(fn, np.random.RandomState(0)))
+            np.savez(child, **outputs(fns, np.random.RandomState(0)))
             status = 0
         finally:
             os._exit(status)

@@ -17,6 +17,10 @@ these tests check that path instead.
   is read once): bit-for-bit equal.  Every element is one sum in a fixed
   order whichever thread computes it; only ``dW``, one BLAS product over
   all steps, may differ by rounding.
+* Each test runs the operations as built alone and as training compiles
+  them (``team=True``), where the threads share the steps of far smaller
+  batches: at H <= 256 by rows (each thread runs its own sentences), above
+  by units.
 * A child forked after the operations ran on two threads (their workers
   are not in the child) runs them again and gets the same bits, and does
   not hang.  Its first shapes run after the largest, in a panel buffer
@@ -59,9 +63,9 @@ def _both(values, dtype):
             + _reference(values, True, dtype)[N_FORWARD:])
 
 
-@pytest.fixture(scope="module")
-def fused_fn():
-    return fused_worker.build()
+@pytest.fixture(scope="module", params=[False, True], ids=["", "team"])
+def fused_fn(request):
+    return fused_worker.build(team=request.param)
 
 
 def test_float32_within_rounding_of_float64_reference(fused_fn):

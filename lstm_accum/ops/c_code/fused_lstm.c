@@ -11,9 +11,11 @@
    the panel path (panels.c) can share a step.
 
    The panel path: float with AVX-512; double, and float without AVX-512,
-   answer false and use BLAS.  Each thread of the team owns a range of
-   units and computes their columns of every step's product and their
-   gates, with one barrier per step. */
+   answer false and use BLAS.  Up to LSTM_ACCUM_ROWS_MAX_H units
+   (panels.c) each thread of the team runs its share of the rows through
+   every step; above, each owns a range of units and computes their
+   columns of every step's product and their gates, with one barrier per
+   step. */
 namespace {
 template <typename T>
 struct lstm_accum_panels {
@@ -158,14 +160,16 @@ __attribute__((noinline)) static void lstm_accum_gates_forward(
    pre-activation gradients), updates dc (in: from step t+1; out: to step
    t-1) and the sums gci, gcf, gco, gb; reads dh (from step t+1).  AUX: the
    cost also reaches the cell states (ec) and the gate activations (ea);
-   otherwise those are NULL and the branches go. */
+   otherwise those are NULL and the branches go.  sums: 0, every row adds
+   to the same dwci, dwcf, dwco, dbias; else row b adds to its own, sums
+   values further on. */
 template <typename T, bool AUX>
 __attribute__((noinline)) static void lstm_accum_gates_backward(
     int batch, int H, int j0, int j1, T clip, const T* at,
     const T* c_prev, const T* ct, const T* dht,
     const T* ect, const T* eat, const T* wci,
     const T* wcf, const T* wco, T* dc, const T* dh,
-    T* d, T* dwci, T* dwcf, T* dwco, T* dbias)
+    T* d, T* dwci, T* dwcf, T* dwco, T* dbias, size_t sums)
 {
     const int G = 4 * H;
     for (int b = 0; b < batch; ++b) {
@@ -176,10 +180,10 @@ __attribute__((noinline)) static void lstm_accum_gates_backward(
         T* __restrict__ dcb = dc + (size_t)b * H;
         const T* __restrict__ dhn = dh + (size_t)b * H;
         T* __restrict__ db = d + (size_t)b * G;
-        T* __restrict__ gci = dwci;
-        T* __restrict__ gcf = dwcf;
-        T* __restrict__ gco = dwco;
-        T* __restrict__ gb = dbias;
+        T* __restrict__ gci = dwci + b * sums;
+        T* __restrict__ gcf = dwcf + b * sums;
+        T* __restrict__ gco = dwco + b * sums;
+        T* __restrict__ gb = dbias + b * sums;
         const T* __restrict__ ecb = AUX ? ect + (size_t)b * H : NULL;
         const T* __restrict__ eab = AUX ? eat + (size_t)b * G : NULL;
 #pragma GCC ivdep
@@ -286,7 +290,7 @@ static void lstm_accum_fused_backward(
                 batch, H, 0, H, clip, act + t * sg,
                 t ? cell + (t - 1) * sh : c0, cell + t * sh, dhid + t * sh,
                 AUX ? dcell + t * sh : NULL, AUX ? dact + t * sg : NULL,
-                wci, wcf, wco, dc, dh, d, dwci, dwcf, dwco, dbias);
+                wci, wcf, wco, dc, dh, d, dwci, dwcf, dwco, dbias, 0);
             /* dh = d . W^T   (col-major: dh^T (H, B) = W (H, G) . d^T) */
             lstm_accum_gemm<T>('T', 'N', H, batch, G, 1, W, G, d, G, 0,
                                   dh, H);
@@ -349,6 +353,45 @@ static void lstm_accum_forward_work(void* p, int rank, int size)
     }
 }
 
+/* Rows [b0, b1) of rank's even share of a call's batch rows. */
+static inline void lstm_accum_row_share(int batch, int rank, int size,
+                                        int* b0, int* b1)
+{
+    *b0 = (int)((long)batch * rank / size);
+    *b1 = (int)((long)batch * (rank + 1) / size);
+}
+
+/* The forward steps with the rows shared: the threads pack the panels
+   together, meet once, then each runs its rows through every step alone
+   (the rows are separate sentences). */
+static void lstm_accum_forward_rows(void* p, int rank, int size)
+{
+    lstm_accum_forward_args* a = (lstm_accum_forward_args*)p;
+    const int H = a->H, G = 4 * H, batch = a->batch;
+    const size_t sh = (size_t)batch * H, sg = (size_t)batch * G;
+    int p0, p1, j0, j1, b0, b1, local = 0;
+    lstm_accum_share(H, 8, rank, size, &p0, &p1, &j0, &j1);
+    lstm_accum_pack_gates(H, a->W, a->P, p0, p1);
+    lstm_accum_barrier_wait(&a->barrier, size, &local);
+    lstm_accum_row_share(batch, rank, size, &b0, &b1);
+    if (b0 >= b1)
+        return;
+    const int rows = b1 - b0, panels = (H + 7) / 8;
+    for (int t = 0; t < a->steps; ++t) {
+        const float* h_prev = (t ? a->hid + (t - 1) * sh : a->h0)
+                              + (size_t)b0 * H;
+        const float* c_prev = (t ? a->cell + (t - 1) * sh : a->c0)
+                              + (size_t)b0 * H;
+        float* act = a->act + t * sg + (size_t)b0 * G;
+        lstm_accum_panel_product<true>(rows, H, h_prev, H, a->P, act, G, H,
+                                       0, panels);
+        lstm_accum_gates_forward<float>(
+            rows, H, 0, H, act, a->x + t * sg + (size_t)b0 * G, a->bias,
+            a->wci, a->wcf, a->wco, c_prev, a->cell + t * sh + (size_t)b0 * H,
+            a->hid + t * sh + (size_t)b0 * H);
+    }
+}
+
 bool lstm_accum_panels<float>::forward(
     bool team, int steps, int batch, int H, const float* x, const float* bias,
     const float* W, const float* wci, const float* wcf, const float* wco,
@@ -361,8 +404,10 @@ bool lstm_accum_panels<float>::forward(
         return false;
     lstm_accum_forward_args a = {steps, batch, H, x, bias, W, wci, wcf,
                                  wco, c0, h0, P, hid, cell, act, {0, 0}};
-    lstm_accum_team_run(lstm_accum_forward_work, &a,
-                        lstm_accum_team_for(batch, H, team));
+    lstm_accum_team_run(lstm_accum_panels_by_rows(H)
+                            ? lstm_accum_forward_rows
+                            : lstm_accum_forward_work,
+                        &a, lstm_accum_team_for(batch, H, team));
     return true;
 }
 
@@ -372,6 +417,7 @@ struct lstm_accum_backward_args {
     const float *W, *wci, *wcf, *wco, *c0, *cell, *act, *dhid, *dcell,
         *dact;
     float *P, *dx, *dbias, *dwci, *dwcf, *dwco, *dc, *dh;
+    float* sums;    /* by rows: each row's 7H sums (wci, wcf, wco, bias) */
     lstm_accum_barrier barrier;
 };
 
@@ -392,13 +438,62 @@ static void lstm_accum_backward_work(void* p, int rank, int size)
                 t ? a->cell + (t - 1) * sh : a->c0, a->cell + t * sh,
                 a->dhid + t * sh, AUX ? a->dcell + t * sh : NULL,
                 AUX ? a->dact + t * sg : NULL, a->wci, a->wcf, a->wco,
-                a->dc, a->dh, d, a->dwci, a->dwcf, a->dwco, a->dbias);
+                a->dc, a->dh, d, a->dwci, a->dwcf, a->dwco, a->dbias, 0);
         /* every unit's d before anyone's dh = d . W^T; dh's columns are
            the units' own, read by their own gates at step t-1 */
         lstm_accum_barrier_wait(&a->barrier, size, &local);
         if (q0 < q1)
             lstm_accum_panel_product<false>(batch, G, d, G, a->P, a->dh, H,
                                             H, q0, q1);
+    }
+}
+
+/* The backward steps with the rows shared, as lstm_accum_forward_rows;
+   each row adds to sums of its own (a->sums), totalled after. */
+template <bool AUX>
+static void lstm_accum_backward_rows(void* p, int rank, int size)
+{
+    lstm_accum_backward_args* a = (lstm_accum_backward_args*)p;
+    const int H = a->H, G = 4 * H, batch = a->batch;
+    const size_t sh = (size_t)batch * H, sg = (size_t)batch * G;
+    int q0, q1, j0, j1, b0, b1, local = 0;
+    lstm_accum_share(H, 32, rank, size, &q0, &q1, &j0, &j1);
+    lstm_accum_pack_transposed(H, a->W, a->P, q0, q1);
+    lstm_accum_barrier_wait(&a->barrier, size, &local);
+    lstm_accum_row_share(batch, rank, size, &b0, &b1);
+    if (b0 >= b1)
+        return;
+    const int rows = b1 - b0, panels = (H + 31) / 32;
+    const size_t sums = 7 * (size_t)H, rh = (size_t)b0 * H,
+                 rg = (size_t)b0 * G;
+    float* S = a->sums + b0 * sums;
+    for (int t = a->steps - 1; t >= 0; --t) {
+        float* d = a->dx + t * sg + rg;
+        lstm_accum_gates_backward<float, AUX>(
+            rows, H, 0, H, a->clip, a->act + t * sg + rg,
+            (t ? a->cell + (t - 1) * sh : a->c0) + rh, a->cell + t * sh + rh,
+            a->dhid + t * sh + rh, AUX ? a->dcell + t * sh + rh : NULL,
+            AUX ? a->dact + t * sg + rg : NULL, a->wci, a->wcf, a->wco,
+            a->dc + rh, a->dh + rh, d, S, S + H, S + 2 * H, S + 3 * H, sums);
+        lstm_accum_panel_product<false>(rows, G, d, G, a->P, a->dh + rh, H,
+                                        H, 0, panels);
+    }
+}
+
+/* dst[j] += the rows' sums of that output, row after row. */
+static void lstm_accum_add_row_sums(int batch, int H, const float* sums,
+                                    float* dwci, float* dwcf, float* dwco,
+                                    float* dbias)
+{
+    float* dst[4] = {dwci, dwcf, dwco, dbias};
+    const int len[4] = {H, H, H, 4 * H};
+    for (int b = 0; b < batch; ++b) {
+        const float* s = sums + (size_t)b * 7 * H;
+        for (int k = 0; k < 4; ++k, s += H) {
+            float* __restrict__ o = dst[k];
+            for (int j = 0; j < len[k]; ++j)
+                o[j] += s[j];
+        }
     }
 }
 
@@ -412,15 +507,24 @@ bool lstm_accum_panels<float>::backward(
 {
     if (!lstm_accum_panels_pay(steps, batch, H))
         return false;
+    const bool by_rows = lstm_accum_panels_by_rows(H);
+    const size_t panels = lstm_accum_transposed_panels_size(H);
     float* P = lstm_accum_panel_buffer(
-        lstm_accum_transposed_panels_size(H));
+        panels + (by_rows ? (size_t)7 * H * batch : 0));
     if (!P)
         return false;
+    float* sums = by_rows ? P + panels : NULL;
+    if (by_rows)
+        memset(sums, 0, sizeof(float) * 7 * H * (size_t)batch);
     lstm_accum_backward_args a = {steps, batch, H, clip, W, wci, wcf, wco,
                                   c0, cell, act, dhid, dcell, dact, P, dx,
-                                  dbias, dwci, dwcf, dwco, dc, dh, {0, 0}};
-    lstm_accum_team_run(lstm_accum_backward_work<AUX>, &a,
-                        lstm_accum_team_for(batch, H, team));
+                                  dbias, dwci, dwcf, dwco, dc, dh, sums,
+                                  {0, 0}};
+    lstm_accum_team_run(by_rows ? lstm_accum_backward_rows<AUX>
+                                : lstm_accum_backward_work<AUX>,
+                        &a, lstm_accum_team_for(batch, H, team));
+    if (by_rows)
+        lstm_accum_add_row_sums(batch, H, sums, dwci, dwcf, dwco, dbias);
     return true;
 }
 #endif

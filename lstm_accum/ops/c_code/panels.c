@@ -29,8 +29,9 @@
    from the BLAS path by float32 rounding, and are as close to the exact
    sums.
 
-   The threads: the team of team.c; within a call they meet at one
-   spinning barrier per step.
+   The threads: the team of team.c; within a call they share the rows
+   (small H: no barrier after the packing) or the units (one spinning
+   barrier per step), lstm_accum_panels_by_rows.
 
    The kernel needs AVX-512 (F, DQ, VL) at compile time (Theano compiles
    for the machine it runs on); elsewhere, and for double, the operations
@@ -333,6 +334,19 @@ __attribute__((noinline)) static void lstm_accum_panel_product(
 static inline bool lstm_accum_panels_pay(int steps, int batch, int H)
 {
     return steps > 0 && H > 0 && (batch >= 8 || (batch >= 2 && H >= 256));
+}
+
+/* Up to this many units, the threads of a call share its rows, not its
+   units: each runs its sentences through all the steps with no barrier,
+   reading every panel, which fit in its L2 cache (16 H^2 bytes each way:
+   1 MB at H = 256).  Larger panels come from memory, once a step for all
+   rows when the units are shared.  A choice by H alone: the sums stay the
+   same whatever the number of threads. */
+#define LSTM_ACCUM_ROWS_MAX_H 256
+
+static inline bool lstm_accum_panels_by_rows(int H)
+{
+    return H <= LSTM_ACCUM_ROWS_MAX_H;
 }
 
 /* Threads for the steps of a batch of that many rows and H units.  When
