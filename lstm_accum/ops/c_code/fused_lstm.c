@@ -353,12 +353,24 @@ static void lstm_accum_forward_work(void* p, int rank, int size)
     }
 }
 
-/* Rows [b0, b1) of rank's even share of a call's batch rows. */
-static inline void lstm_accum_row_share(int batch, int rank, int size,
-                                        int* b0, int* b1)
+/* The start of a job with the rows shared: rank packs its share of the
+   panels of `width` units (pack: lstm_accum_pack_gates or
+   lstm_accum_pack_transposed), the threads meet once, and rank takes its
+   even share [b0, b1) of the batch's rows; false when it has none. */
+static bool lstm_accum_rows_start(int H, int width,
+                                  void (*pack)(int, const float*, float*,
+                                               int, int),
+                                  const float* W, float* P,
+                                  lstm_accum_barrier* barrier, int batch,
+                                  int rank, int size, int* b0, int* b1)
 {
+    int p0, p1, j0, j1, local = 0;
+    lstm_accum_share(H, width, rank, size, &p0, &p1, &j0, &j1);
+    pack(H, W, P, p0, p1);
+    lstm_accum_barrier_wait(barrier, size, &local);
     *b0 = (int)((long)batch * rank / size);
     *b1 = (int)((long)batch * (rank + 1) / size);
+    return *b0 < *b1;
 }
 
 /* The forward steps with the rows shared: the threads pack the panels
@@ -369,12 +381,9 @@ static void lstm_accum_forward_rows(void* p, int rank, int size)
     lstm_accum_forward_args* a = (lstm_accum_forward_args*)p;
     const int H = a->H, G = 4 * H, batch = a->batch;
     const size_t sh = (size_t)batch * H, sg = (size_t)batch * G;
-    int p0, p1, j0, j1, b0, b1, local = 0;
-    lstm_accum_share(H, 8, rank, size, &p0, &p1, &j0, &j1);
-    lstm_accum_pack_gates(H, a->W, a->P, p0, p1);
-    lstm_accum_barrier_wait(&a->barrier, size, &local);
-    lstm_accum_row_share(batch, rank, size, &b0, &b1);
-    if (b0 >= b1)
+    int b0, b1;
+    if (!lstm_accum_rows_start(H, 8, lstm_accum_pack_gates, a->W, a->P,
+                               &a->barrier, batch, rank, size, &b0, &b1))
         return;
     const int rows = b1 - b0, panels = (H + 7) / 8;
     for (int t = 0; t < a->steps; ++t) {
@@ -456,12 +465,10 @@ static void lstm_accum_backward_rows(void* p, int rank, int size)
     lstm_accum_backward_args* a = (lstm_accum_backward_args*)p;
     const int H = a->H, G = 4 * H, batch = a->batch;
     const size_t sh = (size_t)batch * H, sg = (size_t)batch * G;
-    int q0, q1, j0, j1, b0, b1, local = 0;
-    lstm_accum_share(H, 32, rank, size, &q0, &q1, &j0, &j1);
-    lstm_accum_pack_transposed(H, a->W, a->P, q0, q1);
-    lstm_accum_barrier_wait(&a->barrier, size, &local);
-    lstm_accum_row_share(batch, rank, size, &b0, &b1);
-    if (b0 >= b1)
+    int b0, b1;
+    if (!lstm_accum_rows_start(H, 32, lstm_accum_pack_transposed, a->W,
+                               a->P, &a->barrier, batch, rank, size, &b0,
+                               &b1))
         return;
     const int rows = b1 - b0, panels = (H + 31) / 32;
     const size_t sums = 7 * (size_t)H, rh = (size_t)b0 * H,
