@@ -4,13 +4,18 @@ At H <= 256 the output layer's products are most of a training call: the
 logits ``h (N, H) . W (H, V)``, the weights' gradient ``h^T . dZ`` and the
 hidden states' gradient ``dZ . W^T``.  PyTorch's language model runs the
 same three.  This times them alone, at the shapes of a call of bucket-ids
-training (N = 528 tokens, V = 2000), on NumPy's BLAS (OpenBLAS in the
-wheel: what our operations call) and on PyTorch's (MKL in its x86 wheel),
-each in its own process with the same thread count, in alternating runs.
+training (N = 528 tokens, V = 2000), three ways, each in its own process
+with the same thread count, in alternating runs:
+
+* ``numpy``: NumPy's ``dot`` (the OpenBLAS in NumPy's wheel);
+* ``ours``: ``TeamDot``, as training runs them (``lstm_accum.ops.team``:
+  each thread of the team multiplies its share on one thread of MKL when
+  the ``mkl`` package is installed, of NumPy's OpenBLAS otherwise);
+* ``torch``: PyTorch's ``@`` (MKL in its x86 wheel).
 
 Prints one table: per H and thread count, the median of ``--rounds``
 rounds of ``--calls`` calls of the three products, ms and GFLOP/s
-(multiply-add = 2), for each side, and PyTorch's speed over ours.  PyTorch
+(multiply-add = 2), for each side, and PyTorch's time over ours.  PyTorch
 runs from a separate environment (see ``torch_reference.py``), never from
 ``.venv``::
 
@@ -23,6 +28,7 @@ import subprocess
 import sys
 import time
 
+SIDES = ("numpy", "ours", "torch")
 TOKENS = 528    # tokens of a call of bucket-ids training (28 sentences)
 VOCAB = 2000
 
@@ -37,7 +43,14 @@ def _products(lib, H):
     import numpy as np
     rng = np.random.RandomState(0)
     h, W, d = [rng.randn(*s).astype("float32") for s in shapes]
-    return lambda: (h.dot(W), h.T.dot(d), d.dot(W.T))
+    if lib == "numpy":
+        return lambda: (h.dot(W), h.T.dot(d), d.dot(W.T))
+    from lstm_accum.backend import theano, T
+    from lstm_accum.ops import TeamDot
+    a, b = T.fmatrix(), T.fmatrix()
+    fns = [theano.function([a, b], TeamDot()(x, y)) for x, y in
+           ((a, b), (a.T, b), (a, b.T))]
+    return lambda: (fns[0](h, W), fns[1](h, d), fns[2](d, W))
 
 
 def worker(lib, units, threads, rounds, calls):
@@ -84,7 +97,7 @@ def main(argv=None):
     parser.add_argument("--calls", type=int, default=10)
     parser.add_argument("--runs", type=int, default=2,
                         help="alternating runs of each side")
-    parser.add_argument("--worker", choices=("numpy", "torch"))
+    parser.add_argument("--worker", choices=SIDES)
     args = parser.parse_args(argv)
     if args.worker:
         json.dump(worker(args.worker, args.units, args.threads[0],
@@ -93,22 +106,27 @@ def main(argv=None):
     if not args.torch_python:
         parser.error("--torch-python is required: the Python of a separate "
                      "environment with torch (see torch_reference.py)")
-    print("| H | threads | ours: NumPy's OpenBLAS, ms (GFLOP/s) "
-          "| PyTorch's MKL, ms (GFLOP/s) | PyTorch / ours |")
-    print("|---|---|---|---|---|")
+    from lstm_accum.ops.mkl import load_mkl
+    team_blas = "MKL" if load_mkl()[0] else "OpenBLAS"
+    print("| H | threads | NumPy's OpenBLAS, ms (GFLOP/s) | ours (team, %s), "
+          "ms (GFLOP/s) | PyTorch's MKL, ms (GFLOP/s) | PyTorch / ours "
+          "| PyTorch / NumPy |" % team_blas)
+    print("|---|---|---|---|---|---|---|")
     for threads in args.threads:
-        best = {"numpy": {}, "torch": {}}
+        best = {lib: {} for lib in SIDES}
         for _ in range(args.runs):
-            for lib, python in (("numpy", sys.executable),
-                                ("torch", args.torch_python)):
+            for lib in SIDES:
+                python = args.torch_python if lib == "torch" else \
+                    sys.executable
                 for H, s in _run(python, lib, args, threads).items():
                     best[lib][H] = min(s, best[lib].get(H, s))
         for H in args.units:
             flop = 6.0 * TOKENS * H * VOCAB
-            ours, theirs = best["numpy"][H], best["torch"][H]
-            print("| %d | %d | %.2f (%.0f) | %.2f (%.0f) | %.2fx |" % (
-                H, threads, ours * 1e3, flop / ours / 1e9, theirs * 1e3,
-                flop / theirs / 1e9, ours / theirs))
+            t = [best[lib][H] for lib in SIDES]
+            print("| %d | %d | %s | %.2fx | %.2fx |" % (
+                H, threads, " | ".join("%.2f (%.0f)" % (
+                    x * 1e3, flop / x / 1e9) for x in t),
+                t[1] / t[2], t[0] / t[2]))
     print("\nN=%d tokens, V=%d; each side: the best of %d runs of the median "
           "of %d rounds of %d calls" % (TOKENS, VOCAB, args.runs,
                                         args.rounds, args.calls))

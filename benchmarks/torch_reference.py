@@ -122,8 +122,9 @@ How it is measured:
   and torch-embed's ``(H, 4H)`` input product (``24 H^2``).  So ids
   ``6VH + 24H^2``, one-hot ``22VH + 24H^2``, torch-embed ``6VH + 48H^2``
   (at V=2000, H=1024: 37.5, 70.2 and 62.6 MFLOP per token);
-* the GEMM peak: float32 ``numpy.dot`` on 1024x1024 matrices
-  (:func:`paths.gemm_gflops`, best of 15), in a subprocess with each thread
+* the GEMM peak: float32 products of 1024x1024 matrices, the better of
+  ``numpy.dot`` and our ``TeamDot`` (:func:`paths.gemm_gflops`, best of
+  15 each), in a subprocess with each thread
   count's environment, at the start and at the end of the run (the higher
   counts); "% peak" is a path's GFLOP/s over the peak at its thread count.
 """
@@ -517,6 +518,13 @@ def _start(path, H, threads, data, args, log):
     return w
 
 
+def team_blas():
+    """Which BLAS runs the team's products, as the report says it."""
+    from lstm_accum.ops.mkl import load_mkl
+    path, why = load_mkl()
+    return "MKL (%s)" % path if path else "NumPy's OpenBLAS (%s)" % why
+
+
 def run(args, log=print):
     """Measure ``args.paths`` for every H and thread count; the results as a
     JSON-ready dict (``runs``: one entry per (H, threads, path) with
@@ -527,6 +535,7 @@ def run(args, log=print):
                "machine": platform.processor() or platform.machine(),
                "cpus": os.cpu_count(), "vocab": args.vocab_size,
                "openblas": blas.openblas_corename(),
+               "team_blas": team_blas(),
                "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
                "code": _code_version(), "omp_passive": args.omp_passive,
                "gap_s": args.gap, "blocks": args.blocks,
@@ -724,10 +733,12 @@ def format_table(results):
                      for t in sorted({t for t, _, _ in threads_seen})) + ".")
     describe = sorted({r["describe"] for r in runs if r["path"] not in
                        TORCH_PATHS})
-    lines.append("Ours: %s; OpenBLAS kernels %s%s; code %s." % (
+    lines.append("Ours: %s; OpenBLAS kernels %s%s; team's products on "
+                 "%s; code %s." % (
         "; ".join(describe) or "no path of ours", results["openblas"],
         (", OPENBLAS_CORETYPE=%s" % results["openblas_coretype"])
-        if results["openblas_coretype"] else "", results["code"]))
+        if results["openblas_coretype"] else "", results["team_blas"],
+        results["code"]))
     torch_desc = sorted({r["describe"].split(", threads")[0] for r in runs
                          if r["path"] in TORCH_PATHS})
     if torch_desc:
@@ -796,8 +807,9 @@ def format_summary(results, ours=OURS, reference=REFERENCE,
         "multiply-add = 2): %s %s = 6VH + 24H^2, %s 6VH + 48H^2 (its extra "
         "(H, 4H) input product), one-hot paths 22VH + 24H^2; at V=%d, H=%d: "
         "%s %.1f MFLOP, %s %.1f MFLOP. %% GEMM peak = GFLOP/s / float32 "
-        "numpy.dot 1024x1024 GFLOP/s at the row's thread count, measured in "
-        "this run (best of its start and end): %s." % (
+        "1024x1024 GEMM GFLOP/s (the better of numpy.dot and our TeamDot) "
+        "at the row's thread count, measured in this run (best of its start "
+        "and end): %s." % (
             "ours", ours, reference, V, H, ours,
             flops_per_token(ours, V, H) / 1e6, reference,
             flops_per_token(reference, V, H) / 1e6,

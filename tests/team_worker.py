@@ -14,6 +14,8 @@ the softmax NLL and fused LSTM operations with ``team=True``), ``plain/...``
 is :class:`SoftmaxNLLAndGrad`, ``plain/ones...`` the two softmax passes it
 stands for (``g`` = 1).
 """
+import ctypes
+import os
 import sys
 
 import numpy as np
@@ -21,6 +23,11 @@ import numpy as np
 from lstm_accum.backend import theano, T
 from lstm_accum.ops import (FusedLSTM, FusedLSTMGrad, SoftmaxNLL,
                             SoftmaxNLLAndGrad, SoftmaxNLLGrad, TeamDot)
+from lstm_accum.ops.mkl import load_mkl
+
+#: Products of at least this many multiply-adds run on the team, on MKL
+#: when it is loaded (team_blas.c's LSTM_ACCUM_TEAM_GEMM_MIN).
+TEAM_MIN = 2 ** 23
 
 #: (M, K, N) of the products: the output layer's three at a minibatch of
 #: 640 tokens, H = 96, V = 1001 (odd sizes: shares end inside a block of
@@ -36,6 +43,28 @@ SOFTMAX = [(300, 1001), (1, 70000)]
 #: (H * 4H * steps * batch >= 2^23) to be a product on the team.
 LSTM = [(5, 32, 128), (8, 13, 160), (6, 9, 200)]
 CLIP = 0.5
+
+
+def one_call(a, b):
+    """``a . b`` as the BLAS of the team's products computes it in one call
+    on one thread: MKL's ``cblas_sgemm`` straight through ctypes when it
+    runs them, else NumPy's ``dot`` (OpenBLAS, ``OPENBLAS_NUM_THREADS``
+    threads)."""
+    path = load_mkl()[0]
+    M, K = a.shape
+    N = b.shape[1]
+    if path is None or M * K * N < TEAM_MIN:
+        return np.dot(a, b)
+    a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
+    c = np.empty((M, N), np.float32)
+    lib = ctypes.CDLL(path, mode=os.RTLD_LOCAL | os.RTLD_NOLOAD)
+    L, i, f, p = ctypes.c_longlong, ctypes.c_int, ctypes.c_float, \
+        ctypes.c_void_p
+    gemm = lib.cblas_sgemm_64
+    gemm.argtypes = [i, i, i, L, L, L, f, p, L, p, L, f, p, L]
+    gemm(101, 111, 111, M, N, K, 1.0, a.ctypes.data, K, b.ctypes.data, N,
+         0.0, c.ctypes.data, N)
+    return c
 
 
 def _functions():
@@ -80,16 +109,17 @@ def run(out):
         a = rng.randn(M, K).astype(f32)
         b = rng.randn(K, N).astype(f32)
         res["team/nn%d" % k] = dots["nn"](a, b)
-        res["plain/nn%d" % k] = np.dot(a, b)
+        res["plain/nn%d" % k] = one_call(a, b)
+        res["f64/nn%d" % k] = np.dot(a.astype(np.float64), b)
         at, bt = np.ascontiguousarray(a.T), np.ascontiguousarray(b.T)
         res["team/tn%d" % k] = dots["tn"](at, b)
-        res["plain/tn%d" % k] = np.dot(at.T, b)
+        res["plain/tn%d" % k] = one_call(at.T, b)
         res["team/nt%d" % k] = dots["nt"](a, bt)
-        res["plain/nt%d" % k] = np.dot(a, bt.T)
+        res["plain/nt%d" % k] = one_call(a, bt.T)
         a2 = rng.randn(M, 2 * K).astype(f32)
         b2 = rng.randn(2 * K, N).astype(f32)
         res["team/strided%d" % k] = dots["strided"](a2, b2)
-        res["plain/strided%d" % k] = np.dot(a2[:, ::2], b2[::2])
+        res["plain/strided%d" % k] = one_call(a2[:, ::2], b2[::2])
     for k, (N, V) in enumerate(SOFTMAX):
         x = (rng.randn(N, V) * 3).astype(f32)
         bias = rng.randn(V).astype(f32)
@@ -125,7 +155,9 @@ def run(out):
         hid = res["plain/lstm%d/0" % k]
         dx = res["plain/lstm%d/3" % k]
         hprev = np.concatenate([args[7][None], hid[:-1]]).reshape(-1, H)
-        res["plain/lstm%d/dW" % k] = np.dot(hprev.T, dx.reshape(-1, 4 * H))
+        res["plain/lstm%d/dW" % k] = one_call(hprev.T,
+                                             dx.reshape(-1, 4 * H))
+    res["mkl"] = load_mkl()[0] is not None
     np.savez(out, **res)
 
 
@@ -149,6 +181,7 @@ def train(out):
     res = {"param/%d" % k: p.get_value() for k, p in enumerate(model.params)}
     res.update({"acc/%d" % k: a.get_value()
                 for k, a in enumerate(acc.accumulators)})
+    res["mkl"] = load_mkl()[0] is not None
     res["on_team"] = any(isinstance(node.op, TeamDot) for node in
                          acc.accumulate_fn.maker.fgraph.toposort())
     np.savez(out, **res)

@@ -1,29 +1,35 @@
 """One pool of threads for the products and the loops
-(``lstm_accum.ops.team``): the same numbers as OpenBLAS on one thread,
-whatever the number of threads.
+(``lstm_accum.ops.team``): the same numbers as the BLAS it calls on one
+thread, whatever the number of threads.
 
 ``team_worker.py`` runs the operations in processes of their own with
 ``OPENBLAS_NUM_THREADS`` 1, 2 and 3 (read once per process, by OpenBLAS
 and by the team; the team takes no more threads than the process has CPUs,
-so 3 is 2 on a two-core machine).  A planted defect -- the second of two
-threads skipping its share of the products -- failed three of these tests.  The references are independent of the team's code:
+so 3 is 2 on a two-core machine), once with the team's products on MKL
+when the ``mkl`` package is installed (the default) and once on NumPy's
+OpenBLAS (``LSTM_ACCUM_BLAS=openblas``).  A planted defect -- the second of
+two threads skipping its share of the products -- failed three of these
+tests.  The references are independent of the team's code:
 
 * every product (``TeamDot``, plain, on transposed views, on a strided
-  input that is copied first) equals NumPy's ``dot`` on one OpenBLAS
-  thread bit for bit, and is the same at every thread count;
+  input that is copied first) equals one call of that BLAS on one thread
+  (MKL's ``cblas_sgemm`` through ctypes, or NumPy's ``dot`` on one
+  OpenBLAS thread) bit for bit, is the same at every thread count, and is
+  within float32 rounding of the float64 product;
 * the softmax NLL's and the fused LSTM's operations with ``team=True``
   equal the same operations without the team bit for bit (the loops are
   the same; the team shares out rows or columns), at every thread count;
-  the recurrent weights' gradient, a product on the team, equals NumPy's
-  one-thread ``dot`` of the same operands bit for bit;
+  the recurrent weights' gradient, a product on the team, equals one call
+  of that BLAS on the same operands bit for bit;
 * training: three windows of a bucketed id model with the rewrite equal
   three windows without it (``optimizer_excluding``) bit for bit on one
-  thread, and within float32 rounding on two (where OpenBLAS on two
-  threads summed some products in another order).
+  OpenBLAS thread, and within float32 rounding on two or on MKL (where
+  the products summed in another order).
 """
 import os
 import subprocess
 import sys
+from importlib import metadata
 
 import numpy as np
 import pytest
@@ -39,11 +45,12 @@ pytestmark = pytest.mark.skipif(
     reason="the team cannot run the products here: %s" % team_unavailable())
 
 
-def _run(tmp_path, threads, *args, flags=None):
-    out = str(tmp_path / ("team-%d-%s.npz" % (threads, "-".join(args)
-                                             or "ops")))
+def _run(tmp_path, threads, *args, flags=None, blas="auto"):
+    out = str(tmp_path / ("team-%d-%s-%s.npz" % (threads, blas, "-".join(
+        args) or "ops")))
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads),
-               PYTHONPATH=os.pathsep.join([ROOT, HERE]))
+               PYTHONPATH=os.pathsep.join([ROOT, HERE]),
+               LSTM_ACCUM_BLAS=blas)
     env.pop("OMP_NUM_THREADS", None)
     env.pop("GOTO_NUM_THREADS", None)
     if flags:
@@ -57,10 +64,26 @@ def _run(tmp_path, threads, *args, flags=None):
         return {k: f[k] for k in f.files}
 
 
+@pytest.fixture(scope="module", params=["auto", "openblas"])
+def blas(request):
+    """The switch LSTM_ACCUM_BLAS of the worker processes."""
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(blas, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("team")
-    return {t: _run(tmp, t) for t in (1, 2, 3)}
+    return {t: _run(tmp, t, blas=blas) for t in (1, 2, 3)}
+
+
+def test_the_products_run_on_mkl_when_it_is_installed(runs, blas):
+    try:
+        metadata.distribution("mkl")
+        installed = True
+    except metadata.PackageNotFoundError:
+        installed = False
+    for run in runs.values():
+        assert bool(run["mkl"]) == (installed and blas == "auto")
 
 
 def test_team_results_do_not_depend_on_the_number_of_threads(runs):
@@ -71,7 +94,7 @@ def test_team_results_do_not_depend_on_the_number_of_threads(runs):
             assert np.array_equal(runs[t][k], runs[1][k]), (t, k)
 
 
-def test_products_equal_openblas_on_one_thread(runs):
+def test_products_equal_their_blas_in_one_call(runs):
     one = runs[1]
     names = [k[len("plain/"):] for k in one if k.startswith("plain/")
              and not k.startswith(("plain/softmax", "plain/both",
@@ -82,6 +105,12 @@ def test_products_equal_openblas_on_one_thread(runs):
         got = one["team/" + name]
         assert got.dtype == np.float32 and got.shape == expected.shape
         assert np.array_equal(got, expected), name
+    for k in range(4):
+        want = one["f64/nn%d" % k]
+        got = one["team/nn%d" % k].astype(np.float64)
+        # float32 rounding of sums of |a||b| terms
+        bound = 1e-6 * np.sqrt(want.shape[0]) * np.abs(want).max() + 1e-5
+        assert np.abs(got - want).max() <= 30 * bound, k
 
 
 def test_softmax_on_the_team_equals_the_loops_alone(runs):
@@ -115,7 +144,7 @@ def test_fused_lstm_on_the_team_equals_the_loops_alone(runs):
                 key = "lstm%d/%d" % (case, j)
                 team, plain = run["team/" + key], run["plain/" + key]
                 if j == dW:
-                    # one product on the team: OpenBLAS's one-thread sums
+                    # one product on the team: its BLAS's one-call sums
                     assert np.array_equal(
                         team, run["plain/lstm%d/dW" % case]
                         if t == 1 else runs[1]["plain/lstm%d/dW" % case])
@@ -125,15 +154,20 @@ def test_fused_lstm_on_the_team_equals_the_loops_alone(runs):
                     assert np.array_equal(team, plain), (t, key)
 
 
+@pytest.mark.parametrize("blas", ["auto", "openblas"])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_training_with_the_team_equals_training_without(tmp_path, threads):
-    team = _run(tmp_path, threads, "--train")
-    alone = _run(tmp_path, threads, "--train",
+def test_training_with_the_team_equals_training_without(tmp_path, threads,
+                                                        blas):
+    team = _run(tmp_path, threads, "--train", blas=blas)
+    alone = _run(tmp_path, threads, "--train", blas=blas,
                  flags="optimizer_excluding=lstm_accum_team")
     assert bool(team.pop("on_team")) and not bool(alone.pop("on_team"))
+    on_mkl = bool(team.pop("mkl"))
+    assert on_mkl == bool(alone.pop("mkl"))
+    exact = threads == 1 and not on_mkl
     assert sorted(team) == sorted(alone)
     for k in team:
-        if threads == 1:
+        if exact:
             assert np.array_equal(team[k], alone[k]), k
         else:
             scale = max(np.abs(alone[k]).max(), 1e-30)

@@ -41,6 +41,7 @@ import hashlib
 import os
 
 from ..backend import DEFAULT_FLAGS, DEFAULTED, theano
+from .mkl import load_mkl
 
 __all__ = ["CpuCOp", "C_CODE_DIR", "c_sections", "unavailable_reason",
            "FLOAT_DTYPES", "INDEX_DTYPES", "loop_compile_args",
@@ -208,6 +209,12 @@ class CpuCOp(theano.gof.COp):
     def code_sections(self):
         """``{section: code}`` of ``support.c`` and ``c_files``."""
         return _merged_sections((SUPPORT_FILE,) + tuple(self.c_files))
+
+    def prepare_node(self, node, storage_map, compute_map, impl):
+        # team_blas.c uses MKL only if it is loaded, set up for the team,
+        # before the node's first product (ops/mkl.py).
+        if "team_blas.c" in self.c_files:
+            load_mkl()
 
     def _source_hash(self):
         return _source_hash((SUPPORT_FILE,) + tuple(self.c_files),

@@ -50,7 +50,7 @@ from .base import CpuCOp, unavailable_reason
 
 __all__ = ["FusedLSTM", "FusedLSTMGrad", "fused_lstm", "fused_supported"]
 
-_VERSION = 20
+_VERSION = 21
 
 
 def _sigmoid(x):

@@ -12,10 +12,10 @@ With the rewrite of this module, the team runs the products too:
 * :class:`TeamDot` takes the place of every float32 ``Dot22``: from 2^23
   multiply-adds up (a minibatch's products, not a sentence's at small H)
   each thread of the team multiplies its share of the result's rows (or
-  columns) with OpenBLAS's ``sgemm`` on one thread
-  (``c_code/team_blas.c``), so in bucketed training OpenBLAS's own
-  threads are never woken and sleep; smaller products run as NumPy's dot
-  runs them;
+  columns) with a BLAS ``sgemm`` on one thread (``c_code/team_blas.c``:
+  MKL when the ``mkl`` package is installed, :mod:`.mkl`; NumPy's
+  OpenBLAS otherwise), so in bucketed training OpenBLAS's own threads are
+  never woken and sleep; smaller products run as NumPy's dot runs them;
 * the fused LSTM's operations get ``team=True``: their steps are shared
   by the team from small batches up, and the recurrent weights' gradient
   is a product on the team;
@@ -24,9 +24,10 @@ With the rewrite of this module, the team runs the products too:
 
 Every element of a product on the team is one ``sgemm`` sum over the
 whole inner dimension: the results do not depend on the number of threads
-and equal OpenBLAS's one-thread results bit for bit
-(``tests/test_team.py``); where OpenBLAS on several threads summed in
-another order, they differ from its results by float32 rounding.
+and equal that BLAS's one-thread results bit for bit
+(``tests/test_team.py``); where MKL, or OpenBLAS on several threads,
+summed in another order than OpenBLAS on one, they differ from NumPy's
+``dot`` by float32 rounding.
 
 The rewrite needs NumPy's OpenBLAS with the 64-bit interface of NumPy's
 wheels (``cblas_sgemm64_``) loaded, and AVX-512 (the team's kernel);
@@ -48,7 +49,7 @@ from .softmax_nll import (SoftmaxNLL, SoftmaxNLLAndGrad, SoftmaxNLLGrad,
 
 __all__ = ["TeamDot", "include_team", "team_unavailable", "TEAM"]
 
-_VERSION = 1
+_VERSION = 2
 #: The rewrite's name in Theano's optdb (a tag of its own: not in
 #: ``fast_run``, so only modes that include it run it).
 TEAM = "lstm_accum_team"
@@ -96,8 +97,8 @@ def team_unavailable():
 class TeamDot(CpuCOp):
     """``a . b`` of two float32 matrices on the team (see the module).
 
-    The same numbers as OpenBLAS's ``sgemm`` on one thread, whatever the
-    number of threads.  Without NumPy's OpenBLAS in the process, NumPy's
+    The same numbers as its BLAS's ``sgemm`` (MKL or OpenBLAS) on one
+    thread, whatever the number of threads.  Without NumPy's OpenBLAS in the process, NumPy's
     ``dot`` (as Theano's ``Dot22``).
     """
 

@@ -1,0 +1,73 @@
+"""MKL for the team's products (``lstm_accum.ops.mkl``): loaded only when
+asked and installed, never over another MKL, and set up as the team needs
+(checked on the library itself, through ctypes).  That its products equal
+MKL's own one-call products at every thread count is ``test_team.py``."""
+import ctypes
+import os
+from importlib import metadata
+
+import pytest
+
+from lstm_accum.exceptions import InputError
+from lstm_accum.ops import mkl
+
+# The uncached loader: the switch and the checks before anything is loaded.
+_load = mkl.load_mkl.__wrapped__
+
+
+def _installed():
+    try:
+        metadata.distribution("mkl")
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def test_a_bad_switch_is_an_input_error(monkeypatch):
+    monkeypatch.setenv(mkl.SWITCH_VARIABLE, "mkl-please")
+    with pytest.raises(InputError, match="LSTM_ACCUM_BLAS='mkl-please'.*"
+                       "auto, openblas"):
+        _load()
+
+
+@pytest.mark.parametrize("value", ["openblas", "OpenBLAS "])
+def test_the_switch_keeps_openblas(monkeypatch, value):
+    monkeypatch.setenv(mkl.SWITCH_VARIABLE, value)
+    assert _load() == (None, "LSTM_ACCUM_BLAS=openblas")
+
+
+def test_without_the_package_openblas_stays(monkeypatch):
+    monkeypatch.delenv(mkl.SWITCH_VARIABLE, raising=False)
+    monkeypatch.setattr(mkl, "_installed_runtime", lambda: None)
+    assert _load() == (None, "the mkl package is not installed")
+
+
+def test_another_mkl_in_the_process_is_left_alone(monkeypatch):
+    monkeypatch.delenv(mkl.SWITCH_VARIABLE, raising=False)
+    monkeypatch.setattr(mkl, "_installed_runtime", lambda: "/x/libmkl_rt.so")
+    monkeypatch.setattr(mkl, "_loaded_elsewhere", lambda: True)
+    path, why = _load()
+    assert path is None and "already loaded" in why
+
+
+def test_loaded_elsewhere_reads_the_process_maps(tmp_path):
+    maps = tmp_path / "maps"
+    maps.write_text("7f00-7f01 r-xp 0 08:01 1 /usr/lib/libc.so.6\n")
+    assert not mkl._loaded_elsewhere(str(maps))
+    maps.write_text("7f00-7f01 r-xp 0 08:01 1 /opt/intel/libmkl_core.so.2\n")
+    assert mkl._loaded_elsewhere(str(maps))
+    assert not mkl._loaded_elsewhere(str(tmp_path / "missing"))
+
+
+@pytest.mark.skipif(not _installed(), reason="the mkl package is not "
+                    "installed")
+def test_installed_mkl_is_loaded_sequential_and_strictly_reproducible():
+    if os.environ.get(mkl.SWITCH_VARIABLE, "").strip().lower() == "openblas":
+        pytest.skip("LSTM_ACCUM_BLAS=openblas")
+    path, why = mkl.load_mkl()
+    assert why is None and os.path.basename(path).startswith("libmkl_rt.so")
+    assert mkl.mkl_library() == path
+    lib = ctypes.CDLL(path, mode=os.RTLD_LOCAL | os.RTLD_NOLOAD)
+    # mkl_cbwr.h: MKL_CBWR_ALL = ~0, MKL_CBWR_AUTO = 2, STRICT = 0x10000
+    assert lib.MKL_CBWR_Get(-1) == 2 | 0x10000
+    assert lib.MKL_Get_Max_Threads() == 1          # the sequential layer
