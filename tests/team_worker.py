@@ -111,6 +111,7 @@ def run(out):
         res["team/nn%d" % k] = dots["nn"](a, b)
         res["plain/nn%d" % k] = one_call(a, b)
         res["f64/nn%d" % k] = np.dot(a.astype(np.float64), b)
+        res["numpy/nn%d" % k] = np.dot(a, b)
         at, bt = np.ascontiguousarray(a.T), np.ascontiguousarray(b.T)
         res["team/tn%d" % k] = dots["tn"](at, b)
         res["plain/tn%d" % k] = one_call(at.T, b)

@@ -6,7 +6,6 @@ BLAS ``sgemm`` on one thread from each of its threads.  NumPy's OpenBLAS
 is always there; Intel's MKL (PyPI's ``mkl`` package, which the install
 pulls in on Linux x86-64) runs these shapes faster -- it packs its operands
 with less work and writes ``beta = 0`` results without zeroing them first.
-Theano's own documentation recommends MKL for the CPU.
 
 MKL is loaded once, privately (``RTLD_LOCAL``: its symbols do not clash
 with the OpenBLAS builds of NumPy and SciPy), before anything calls it,
