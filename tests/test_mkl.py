@@ -2,8 +2,9 @@
 asked and installed, never over another MKL, and set up as the team needs
 (checked on the library itself, through ctypes).  That its products equal
 MKL's own one-call products at every thread count is ``test_team.py``."""
-import ctypes
 import os
+import subprocess
+import sys
 from importlib import metadata
 
 import pytest
@@ -62,12 +63,24 @@ def test_loaded_elsewhere_reads_the_process_maps(tmp_path):
 @pytest.mark.skipif(not _installed(), reason="the mkl package is not "
                     "installed")
 def test_installed_mkl_is_loaded_sequential_and_strictly_reproducible():
-    if os.environ.get(mkl.SWITCH_VARIABLE, "").strip().lower() == "openblas":
-        pytest.skip("LSTM_ACCUM_BLAS=openblas")
-    path, why = mkl.load_mkl()
-    assert why is None and os.path.basename(path).startswith("libmkl_rt.so")
-    assert mkl.mkl_library() == path
-    lib = ctypes.CDLL(path, mode=os.RTLD_LOCAL | os.RTLD_NOLOAD)
+    """In a process of its own with the switch unset (whatever this one's
+    environment says): the default loads MKL, and the library reports the
+    team's settings."""
+    code = (
+        "import ctypes, os\n"
+        "from lstm_accum.ops import mkl\n"
+        "path, why = mkl.load_mkl()\n"
+        "assert why is None and mkl.mkl_library() == path, why\n"
+        "lib = ctypes.CDLL(path, mode=os.RTLD_LOCAL | os.RTLD_NOLOAD)\n"
+        "print(os.path.basename(path), lib.MKL_CBWR_Get(-1),\n"
+        "      lib.MKL_Get_Max_Threads())\n")
+    env = dict(os.environ)
+    env.pop(mkl.SWITCH_VARIABLE, None)
+    proc = subprocess.run([sys.executable, "-c", code], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    name, cbwr, threads = proc.stdout.split()
+    assert name.startswith("libmkl_rt.so")
     # mkl_cbwr.h: MKL_CBWR_ALL = ~0, MKL_CBWR_AUTO = 2, STRICT = 0x10000
-    assert lib.MKL_CBWR_Get(-1) == 2 | 0x10000
-    assert lib.MKL_Get_Max_Threads() == 1          # the sequential layer
+    assert int(cbwr) == 2 | 0x10000
+    assert int(threads) == 1                       # the sequential layer
