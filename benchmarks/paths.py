@@ -350,6 +350,9 @@ class Worker(object):
         # "PATH@other" runs PATH from the checkout given by --against
         path, _, other = path.partition("@")
         tree = args.against if other else ROOT
+        env = dict(env or {})
+        if other:
+            env.update(args.against_env)
         self.log = tempfile.NamedTemporaryFile(
             "w+", prefix="paths-%s-" % path, suffix=".log", delete=False)
         cmd = [sys.executable, os.path.join(tree, "benchmarks", "paths.py"),
@@ -363,7 +366,7 @@ class Worker(object):
         self.proc = subprocess.Popen(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=self.log, text=True, bufsize=1, cwd=tree,
-            env=dict(os.environ, **(env or {})))
+            env=dict(os.environ, **env))
         self.info = self._receive()
 
     def _receive(self):
@@ -712,6 +715,12 @@ def parse_args(argv):
                    help="also run every path from the checkout in DIR (e.g. "
                         "an earlier commit: `git worktree add DIR REV`), side "
                         "by side; its rows are marked PATH@%s" % AGAINST)
+    p.add_argument("--against-env", metavar="NAME=VALUE", action="append",
+                   default=[],
+                   help="run the PATH@%s rows with this environment "
+                        "variable set (repeatable); without --against, from "
+                        "this checkout: e.g. LSTM_ACCUM_BLAS=openblas puts "
+                        "NumPy's OpenBLAS beside MKL" % AGAINST)
     args = p.parse_args(argv)
     args.vocab = args.vocab_size
     if args.quick:
@@ -728,6 +737,15 @@ def parse_args(argv):
                 unknown[0], ", ".join(PATHS)))
     if args.min_repeats < 1 or args.repeats < args.min_repeats:
         p.error("need 1 <= --min-repeats <= --repeats")
+    pairs = [a.partition("=") for a in args.against_env]
+    bad = [a for a, (name, eq, _) in zip(args.against_env, pairs)
+           if not (eq and name)]
+    if bad:
+        p.error("--against-env %r: give NAME=VALUE, e.g. "
+                "LSTM_ACCUM_BLAS=openblas" % bad[0])
+    args.against_env = {name: value for name, _, value in pairs}
+    if args.against_env and not args.against:
+        args.against = ROOT
     if args.against and not args.worker:
         args.against = os.path.abspath(args.against)
         if not os.path.isfile(os.path.join(args.against, "benchmarks",

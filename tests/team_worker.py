@@ -50,10 +50,18 @@ def one_call(a, b):
     on one thread: MKL's ``cblas_sgemm`` straight through ctypes when it
     runs them, else NumPy's ``dot`` (OpenBLAS, ``OPENBLAS_NUM_THREADS``
     threads)."""
+    if a.shape[0] * a.shape[1] * b.shape[1] < TEAM_MIN:
+        return np.dot(a, b)
+    return blas_call(a, b)
+
+
+def blas_call(a, b):
+    """``a . b`` in one call of the BLAS of the team's products, whatever
+    its size: MKL's ``cblas_sgemm`` through ctypes, or NumPy's ``dot``."""
     path = load_mkl()[0]
     M, K = a.shape
     N = b.shape[1]
-    if path is None or M * K * N < TEAM_MIN:
+    if path is None:
         return np.dot(a, b)
     a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
     c = np.empty((M, N), np.float32)
@@ -65,6 +73,24 @@ def one_call(a, b):
     gemm(101, 111, 111, M, N, K, 1.0, a.ctypes.data, K, b.ctypes.data, N,
          0.0, c.ctypes.data, N)
     return c
+
+
+def shares_exact(rng):
+    """Whether the BLAS's sums stay the same when a product is cut in two
+    as the team cuts it (rows or columns, at a multiple of 16), each half
+    one call: MKL's strict mode promises it; OpenBLAS's kernels keep it on
+    some CPUs (SkylakeX's) and not on others (Haswell's and Zen's).  Only
+    meaningful on one OpenBLAS thread."""
+    for M, K, N in PRODUCTS[:3]:
+        a = rng.randn(M, K).astype(np.float32)
+        b = rng.randn(K, N).astype(np.float32)
+        whole = blas_call(a, b)
+        r, c = 16 * ((M + 15) // 32), 16 * ((N + 15) // 32)
+        rows = np.vstack([blas_call(a[:r], b), blas_call(a[r:], b)])
+        cols = np.hstack([blas_call(a, b[:, :c]), blas_call(a, b[:, c:])])
+        if not (np.array_equal(rows, whole) and np.array_equal(cols, whole)):
+            return False
+    return True
 
 
 def _functions():
@@ -159,6 +185,7 @@ def run(out):
         res["plain/lstm%d/dW" % k] = one_call(hprev.T,
                                              dx.reshape(-1, 4 * H))
     res["mkl"] = load_mkl()[0] is not None
+    res["shares_exact"] = shares_exact(rng)
     np.savez(out, **res)
 
 

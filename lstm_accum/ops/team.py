@@ -23,11 +23,15 @@ With the rewrite of this module, the team runs the products too:
   are shared by the team.
 
 Every element of a product on the team is one ``sgemm`` sum over the
-whole inner dimension: the results do not depend on the number of threads
-and equal that BLAS's one-thread results bit for bit
-(``tests/test_team.py``); where MKL, or OpenBLAS on several threads,
-summed in another order than OpenBLAS on one, they differ from NumPy's
-``dot`` by float32 rounding.
+whole inner dimension.  Where that BLAS's sums do not depend on the share
+of rows or columns (MKL in its strict mode, OpenBLAS's SkylakeX kernels),
+the results do not depend on the number of threads and equal its
+one-thread results bit for bit (``tests/test_team.py``); OpenBLAS's
+Haswell and Zen kernels sum some elements in another order when a product
+is cut in two, so there the products differ between thread counts by
+float32 rounding.  Where MKL, or OpenBLAS on several threads, summed in
+another order than OpenBLAS on one, they differ from NumPy's ``dot`` by
+float32 rounding.
 
 The rewrite needs NumPy's OpenBLAS with the 64-bit interface of NumPy's
 wheels (``cblas_sgemm64_``) loaded, and AVX-512 (the team's kernel);
@@ -98,8 +102,10 @@ class TeamDot(CpuCOp):
     """``a . b`` of two float32 matrices on the team (see the module).
 
     The same numbers as its BLAS's ``sgemm`` (MKL or OpenBLAS) on one
-    thread, whatever the number of threads.  Without NumPy's OpenBLAS in the process, NumPy's
-    ``dot`` (as Theano's ``Dot22``).
+    thread, whatever the number of threads, where that BLAS's sums do not
+    depend on the share (MKL; OpenBLAS's SkylakeX kernels), and within
+    float32 rounding of them elsewhere.  Without NumPy's OpenBLAS in the
+    process, NumPy's ``dot`` (as Theano's ``Dot22``).
     """
 
     __props__ = EmptyProps()

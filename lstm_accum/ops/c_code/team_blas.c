@@ -25,10 +25,12 @@
    lstm_accum_team_sgemm answers false and the caller uses its own path.
 
    From LSTM_ACCUM_TEAM_GEMM_MIN multiply-adds up, every element of the
-   result is one call's sum over the whole inner dimension, in the order of
-   that BLAS on one thread, whatever the share: the results do not depend
-   on the number of threads, and equal that BLAS's one-thread results bit
-   for bit (tests/test_team.py). */
+   result is one call's sum over the whole inner dimension.  Where the
+   BLAS sums in the same order whatever the share (MKL's strict mode,
+   OpenBLAS's SkylakeX kernels) the results do not depend on the number of
+   threads and equal its one-thread results bit for bit; OpenBLAS's
+   Haswell and Zen kernels order some sums by the share, so there they
+   differ between thread counts by float32 rounding (tests/test_team.py). */
 #include <dlfcn.h>
 #include <link.h>
 
