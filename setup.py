@@ -41,8 +41,9 @@ setup(
         # lstm_accum.backend also provides a fallback when it is missing.
         "setuptools<70",
         "tqdm>=4.60",
-        # Intel's MKL runs the team's large matrix products (ops/mkl.py:
-        # loaded privately, sequential; NumPy keeps its OpenBLAS).
+        # Intel's MKL runs the team's large matrix products on Intel CPUs,
+        # and on any with LSTM_ACCUM_BLAS=mkl (ops/mkl.py: loaded
+        # privately, sequential; NumPy keeps its OpenBLAS).
         "mkl>=2025; sys_platform == 'linux' and platform_machine == 'x86_64'",
         "matplotlib>=3.5,<3.9",   # 3.9 needs numpy>=1.23; keep the pin loose-safe
     ],

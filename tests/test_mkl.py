@@ -27,28 +27,83 @@ def _installed():
 def test_a_bad_switch_is_an_input_error(monkeypatch):
     monkeypatch.setenv(mkl.SWITCH_VARIABLE, "mkl-please")
     with pytest.raises(InputError, match="LSTM_ACCUM_BLAS='mkl-please'.*"
-                       "auto, openblas"):
+                       "auto, mkl, openblas"):
         _load()
 
 
 @pytest.mark.parametrize("value", ["openblas", "OpenBLAS "])
 def test_the_switch_keeps_openblas(monkeypatch, value):
     monkeypatch.setenv(mkl.SWITCH_VARIABLE, value)
+    monkeypatch.setattr(mkl, "_cpu_vendor", lambda: "GenuineIntel")
     assert _load() == (None, "LSTM_ACCUM_BLAS=openblas")
 
 
-def test_without_the_package_openblas_stays(monkeypatch):
+def _not_looked_for(*args):
+    raise AssertionError("MKL was looked for")
+
+
+@pytest.mark.parametrize("vendor", ["AuthenticAMD", None])
+def test_auto_leaves_other_cpus_to_openblas(monkeypatch, vendor):
     monkeypatch.delenv(mkl.SWITCH_VARIABLE, raising=False)
+    monkeypatch.setattr(mkl, "_cpu_vendor", lambda: vendor)
+    monkeypatch.setattr(mkl, "_installed_runtime", _not_looked_for)
+    path, why = _load()
+    assert path is None
+    assert ("this one is %s" % (vendor or "of an unknown vendor")) in why
+    assert "LSTM_ACCUM_BLAS=mkl uses MKL here" in why
+
+
+@pytest.mark.parametrize("vendor", ["GenuineIntel", "AuthenticAMD"])
+def test_without_the_package_openblas_stays(monkeypatch, vendor):
+    monkeypatch.setattr(mkl, "_cpu_vendor", lambda: vendor)
     monkeypatch.setattr(mkl, "_installed_runtime", lambda: None)
-    assert _load() == (None, "the mkl package is not installed")
+    monkeypatch.setattr(mkl, "_loaded_elsewhere", _not_looked_for)
+    monkeypatch.delenv(mkl.SWITCH_VARIABLE, raising=False)
+    if vendor == "GenuineIntel":
+        assert _load() == (None, "the mkl package is not installed")
+    monkeypatch.setenv(mkl.SWITCH_VARIABLE, "mkl")
+    with pytest.raises(InputError, match="LSTM_ACCUM_BLAS=mkl, but the mkl "
+                       "package is not installed: pip install mkl, or unset"):
+        _load()
 
 
 def test_another_mkl_in_the_process_is_left_alone(monkeypatch):
     monkeypatch.delenv(mkl.SWITCH_VARIABLE, raising=False)
+    monkeypatch.setattr(mkl, "_cpu_vendor", lambda: "GenuineIntel")
     monkeypatch.setattr(mkl, "_installed_runtime", lambda: "/x/libmkl_rt.so")
     monkeypatch.setattr(mkl, "_loaded_elsewhere", lambda: True)
     path, why = _load()
     assert path is None and "already loaded" in why
+    monkeypatch.setenv(mkl.SWITCH_VARIABLE, "MKL")
+    with pytest.raises(InputError, match="already loaded.*set it to openblas"):
+        _load()
+
+
+def test_cpu_vendor_reads_cpuinfo(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\n"
+                       "cpu family\t: 25\n\nprocessor\t: 1\n"
+                       "vendor_id\t: AuthenticAMD\n")
+    assert mkl._cpu_vendor(str(cpuinfo)) == "AuthenticAMD"
+    cpuinfo.write_text("processor\t: 0\nBogoMIPS\t: 50.00\n")   # arm64
+    assert mkl._cpu_vendor(str(cpuinfo)) is None
+    assert mkl._cpu_vendor(str(tmp_path / "missing")) is None
+
+
+def test_this_machine_s_vendor_decides_auto(monkeypatch):
+    """On this CPU, unset means MKL exactly when the CPU is Intel's and
+    the package is installed (read here from /proc/cpuinfo by hand)."""
+    monkeypatch.delenv(mkl.SWITCH_VARIABLE, raising=False)
+    with open("/proc/cpuinfo") as f:
+        intel = "GenuineIntel" in f.read()
+    code = ("from lstm_accum.ops import mkl\n"
+            "print(mkl.load_mkl()[0] is not None)\n")
+    env = dict(os.environ)
+    env.pop(mkl.SWITCH_VARIABLE, None)
+    proc = subprocess.run([sys.executable, "-c", code], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == [str(intel and _installed())]
 
 
 def test_loaded_elsewhere_reads_the_process_maps(tmp_path):
@@ -63,9 +118,9 @@ def test_loaded_elsewhere_reads_the_process_maps(tmp_path):
 @pytest.mark.skipif(not _installed(), reason="the mkl package is not "
                     "installed")
 def test_installed_mkl_is_loaded_sequential_and_strictly_reproducible():
-    """In a process of its own with the switch unset (whatever this one's
-    environment says): the default loads MKL, and the library reports the
-    team's settings."""
+    """In a process of its own with the switch at ``mkl`` (whatever this
+    one's environment says, on any CPU): MKL loads, and the library reports
+    the team's settings."""
     code = (
         "import ctypes, os\n"
         "from lstm_accum.ops import mkl\n"
@@ -74,8 +129,7 @@ def test_installed_mkl_is_loaded_sequential_and_strictly_reproducible():
         "lib = ctypes.CDLL(path, mode=os.RTLD_LOCAL | os.RTLD_NOLOAD)\n"
         "print(os.path.basename(path), lib.MKL_CBWR_Get(-1),\n"
         "      lib.MKL_Get_Max_Threads())\n")
-    env = dict(os.environ)
-    env.pop(mkl.SWITCH_VARIABLE, None)
+    env = dict(os.environ, **{mkl.SWITCH_VARIABLE: "mkl"})
     proc = subprocess.run([sys.executable, "-c", code], env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -22,8 +22,13 @@ The C code (``c_code/team_blas.c``) uses MKL only when it finds it loaded
 with exactly these settings; otherwise it uses NumPy's OpenBLAS, as it does
 when this module declines.  It declines when ``mkl`` is not installed, when
 an MKL library is already loaded by someone else (its settings are not
-ours to change), or when :data:`SWITCH_VARIABLE` is ``openblas``.  Nothing
-here changes the environment.
+ours to change), or when :data:`SWITCH_VARIABLE` is ``openblas``.  By
+default (``auto``) it also declines on CPUs that are not Intel's: there MKL
+runs these products through a generic code path, slower than OpenBLAS's
+kernels for the CPU; ``mkl`` asks for MKL on any CPU (its strict mode then
+keeps the team's results independent of the number of threads, which
+OpenBLAS's Haswell and Zen kernels do not).  Nothing here changes the
+environment.
 """
 import ctypes
 import functools
@@ -34,10 +39,13 @@ from ..exceptions import InputError
 
 __all__ = ["load_mkl", "mkl_library", "SWITCH_VARIABLE"]
 
-#: The user's switch: ``auto`` (the default: MKL when installed) or
-#: ``openblas`` (NumPy's OpenBLAS runs the team's products).
+#: The user's switch: ``auto`` (the default: MKL when installed and the
+#: CPU is Intel's), ``mkl`` (MKL on any CPU; an error if it cannot be had)
+#: or ``openblas`` (NumPy's OpenBLAS runs the team's products).
 SWITCH_VARIABLE = "LSTM_ACCUM_BLAS"
-_SWITCH_VALUES = ("auto", "openblas")
+_SWITCH_VALUES = ("auto", "mkl", "openblas")
+# The CPU vendor for which ``auto`` chooses MKL (/proc/cpuinfo's vendor_id).
+_MKL_VENDOR = "GenuineIntel"
 # MKL's constants (mkl_service.h, mkl_cbwr.h).
 _THREADING_SEQUENTIAL = 1
 _CBWR_AUTO = 2
@@ -70,6 +78,30 @@ def _loaded_elsewhere(maps_path="/proc/self/maps"):
         return False
 
 
+def _cpu_vendor(cpuinfo_path="/proc/cpuinfo"):
+    """The CPU's ``vendor_id`` (``GenuineIntel``, ``AuthenticAMD``...), or
+    None when the file does not say."""
+    try:
+        with open(cpuinfo_path) as cpuinfo:
+            for line in cpuinfo:
+                name, _, value = line.partition(":")
+                if name.strip() == "vendor_id":
+                    return value.strip()
+    except OSError:
+        pass
+    return None
+
+
+def _switch():
+    """The switch's value, checked."""
+    switch = os.environ.get(SWITCH_VARIABLE, "auto").strip().lower() or "auto"
+    if switch not in _SWITCH_VALUES:
+        raise InputError("%s=%r: expected one of %s (unset means auto)"
+                         % (SWITCH_VARIABLE, os.environ[SWITCH_VARIABLE],
+                            ", ".join(_SWITCH_VALUES)))
+    return switch
+
+
 @functools.lru_cache(maxsize=None)
 def load_mkl():
     """Load MKL for the team's products, once per process.
@@ -85,19 +117,36 @@ def load_mkl():
     Raises
     ------
     InputError
-        If :data:`SWITCH_VARIABLE` holds a value other than ``auto`` or
-        ``openblas``.
+        If :data:`SWITCH_VARIABLE` holds a value other than ``auto``,
+        ``mkl`` or ``openblas``, or is ``mkl`` and MKL cannot be loaded as
+        the team needs (the message says why and what to do).
     """
-    switch = os.environ.get(SWITCH_VARIABLE, "auto").strip().lower() or "auto"
-    if switch not in _SWITCH_VALUES:
-        raise InputError("%s=%r: expected one of %s (unset means auto)"
-                         % (SWITCH_VARIABLE, os.environ[SWITCH_VARIABLE],
-                            ", ".join(_SWITCH_VALUES)))
+    switch = _switch()
     if switch == "openblas":
         return None, "%s=openblas" % SWITCH_VARIABLE
+    vendor = _cpu_vendor()
+    if switch == "auto" and vendor != _MKL_VENDOR:
+        return None, ("%s=auto uses MKL on %s CPUs only, and this one is "
+                      "%s (%s=mkl uses MKL here)" % (
+                          SWITCH_VARIABLE, _MKL_VENDOR,
+                          vendor or "of an unknown vendor", SWITCH_VARIABLE))
     path = _installed_runtime()
     if path is None:
-        return None, "the mkl package is not installed"
+        why = "the mkl package is not installed"
+        fix = "pip install mkl, or "
+    else:
+        path, why = _load(path)
+        fix = ""
+    if why and switch == "mkl":
+        raise InputError("%s=mkl, but %s: %sunset %s (or set it to openblas) "
+                         "to keep NumPy's OpenBLAS" % (
+                             SWITCH_VARIABLE, why, fix, SWITCH_VARIABLE))
+    return (None, why) if why else (path, None)
+
+
+def _load(path):
+    """Load the MKL at `path` as the team needs: ``(path, None)``, or
+    ``(None, why)`` when it is not ours to set up or refuses."""
     if _loaded_elsewhere():
         return None, ("an MKL library is already loaded in this process: "
                       "its settings are not ours to change")

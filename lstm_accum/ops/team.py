@@ -13,8 +13,8 @@ With the rewrite of this module, the team runs the products too:
   multiply-adds up (a minibatch's products, not a sentence's at small H)
   each thread of the team multiplies its share of the result's rows (or
   columns) with a BLAS ``sgemm`` on one thread (``c_code/team_blas.c``:
-  MKL when the ``mkl`` package is installed, :mod:`.mkl`; NumPy's
-  OpenBLAS otherwise), so in bucketed training OpenBLAS's own threads are
+  MKL on Intel CPUs when the ``mkl`` package is installed, :mod:`.mkl`;
+  NumPy's OpenBLAS otherwise), so in bucketed training OpenBLAS's own threads are
   never woken and sleep; smaller products run as NumPy's dot runs them;
 * the fused LSTM's operations get ``team=True``: their steps are shared
   by the team from small batches up, and the recurrent weights' gradient

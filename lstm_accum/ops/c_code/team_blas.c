@@ -15,7 +15,8 @@
    NumPy's own OpenBLAS, the one that exports the 64-bit-integer interface
    NumPy's wheels use (cblas_sgemm64_, openblas_set_num_threads64_,
    openblas_get_num_threads64_), and MKL's single dynamic library
-   (libmkl_rt), which ops/mkl.py loads when the mkl package is installed.
+   (libmkl_rt), which ops/mkl.py loads when the mkl package is installed
+   (by default on Intel CPUs only).
    The team's products run on MKL when it is loaded with the sequential
    threading layer (one thread per call) and strict conditional numerical
    reproducibility (the same sums whatever the share and the alignment);
