@@ -9,6 +9,7 @@ from importlib import metadata
 
 import pytest
 
+from lstm_accum.backend import openblas
 from lstm_accum.exceptions import InputError
 from lstm_accum.ops import mkl
 
@@ -34,7 +35,7 @@ def test_a_bad_switch_is_an_input_error(monkeypatch):
 @pytest.mark.parametrize("value", ["openblas", "OpenBLAS "])
 def test_the_switch_keeps_openblas(monkeypatch, value):
     monkeypatch.setenv(mkl.SWITCH_VARIABLE, value)
-    monkeypatch.setattr(mkl, "_cpu_vendor", lambda: "GenuineIntel")
+    monkeypatch.setattr(mkl, "cpu_vendor", lambda: "GenuineIntel")
     assert _load() == (None, "LSTM_ACCUM_BLAS=openblas")
 
 
@@ -45,7 +46,7 @@ def _not_looked_for(*args):
 @pytest.mark.parametrize("vendor", ["AuthenticAMD", None])
 def test_auto_leaves_other_cpus_to_openblas(monkeypatch, vendor):
     monkeypatch.delenv(mkl.SWITCH_VARIABLE, raising=False)
-    monkeypatch.setattr(mkl, "_cpu_vendor", lambda: vendor)
+    monkeypatch.setattr(mkl, "cpu_vendor", lambda: vendor)
     monkeypatch.setattr(mkl, "_installed_runtime", _not_looked_for)
     path, why = _load()
     assert path is None
@@ -55,7 +56,7 @@ def test_auto_leaves_other_cpus_to_openblas(monkeypatch, vendor):
 
 @pytest.mark.parametrize("vendor", ["GenuineIntel", "AuthenticAMD"])
 def test_without_the_package_openblas_stays(monkeypatch, vendor):
-    monkeypatch.setattr(mkl, "_cpu_vendor", lambda: vendor)
+    monkeypatch.setattr(mkl, "cpu_vendor", lambda: vendor)
     monkeypatch.setattr(mkl, "_installed_runtime", lambda: None)
     monkeypatch.setattr(mkl, "_loaded_elsewhere", _not_looked_for)
     monkeypatch.delenv(mkl.SWITCH_VARIABLE, raising=False)
@@ -69,7 +70,7 @@ def test_without_the_package_openblas_stays(monkeypatch, vendor):
 
 def test_another_mkl_in_the_process_is_left_alone(monkeypatch):
     monkeypatch.delenv(mkl.SWITCH_VARIABLE, raising=False)
-    monkeypatch.setattr(mkl, "_cpu_vendor", lambda: "GenuineIntel")
+    monkeypatch.setattr(mkl, "cpu_vendor", lambda: "GenuineIntel")
     monkeypatch.setattr(mkl, "_installed_runtime", lambda: "/x/libmkl_rt.so")
     monkeypatch.setattr(mkl, "_loaded_elsewhere", lambda: True)
     path, why = _load()
@@ -84,10 +85,10 @@ def test_cpu_vendor_reads_cpuinfo(tmp_path):
     cpuinfo.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\n"
                        "cpu family\t: 25\n\nprocessor\t: 1\n"
                        "vendor_id\t: AuthenticAMD\n")
-    assert mkl._cpu_vendor(str(cpuinfo)) == "AuthenticAMD"
+    assert openblas.cpu_vendor(str(cpuinfo)) == "AuthenticAMD"
     cpuinfo.write_text("processor\t: 0\nBogoMIPS\t: 50.00\n")   # arm64
-    assert mkl._cpu_vendor(str(cpuinfo)) is None
-    assert mkl._cpu_vendor(str(tmp_path / "missing")) is None
+    assert openblas.cpu_vendor(str(cpuinfo)) is None
+    assert openblas.cpu_vendor(str(tmp_path / "missing")) is None
 
 
 def test_this_machine_s_vendor_decides_auto(monkeypatch):

@@ -29,12 +29,11 @@ products -- failed three of these tests.  The references are independent of the 
 import os
 import subprocess
 import sys
-from importlib import metadata
 
 import numpy as np
 import pytest
 
-from lstm_accum.ops import TeamDot, team_unavailable
+from lstm_accum.ops import TeamDot, mkl, team_unavailable
 from lstm_accum.ops.fused_lstm import FusedLSTM
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -64,20 +63,14 @@ def _run(tmp_path, threads, *args, flags=None, blas="auto"):
         return {k: f[k] for k in f.files}
 
 
-def _mkl_installed():
-    try:
-        metadata.distribution("mkl")
-    except metadata.PackageNotFoundError:
-        return False
-    return True
+#: The switch LSTM_ACCUM_BLAS of the worker processes: MKL (on any CPU)
+#: where the mkl package is installed, and NumPy's OpenBLAS.
+SWITCHES = (["mkl"] if mkl._installed_runtime() else []) + ["openblas"]
 
 
-@pytest.fixture(scope="module", params=["mkl", "openblas"])
+@pytest.fixture(scope="module", params=SWITCHES)
 def blas(request):
-    """The switch LSTM_ACCUM_BLAS of the worker processes: MKL (on any
-    CPU, when installed), then NumPy's OpenBLAS."""
-    if request.param == "mkl" and not _mkl_installed():
-        pytest.skip("the mkl package is not installed")
+    """The switch LSTM_ACCUM_BLAS of the worker processes."""
     return request.param
 
 
@@ -189,12 +182,10 @@ def test_fused_lstm_on_the_team_equals_the_loops_alone(runs):
                     assert np.array_equal(team, plain), (t, key)
 
 
-@pytest.mark.parametrize("blas", ["mkl", "openblas"])
+@pytest.mark.parametrize("blas", SWITCHES)
 @pytest.mark.parametrize("threads", [1, 2])
 def test_training_with_the_team_equals_training_without(tmp_path, threads,
                                                         blas):
-    if blas == "mkl" and not _mkl_installed():
-        pytest.skip("the mkl package is not installed")
     team = _run(tmp_path, threads, "--train", blas=blas)
     alone = _run(tmp_path, threads, "--train", blas=blas,
                  flags="optimizer_excluding=lstm_accum_team")

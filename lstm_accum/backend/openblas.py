@@ -24,7 +24,7 @@ import sys
 
 from ..exceptions import InputError, LstmAccumError
 
-__all__ = ["loaded_openblas", "openblas_corename", "cpu_flags",
+__all__ = ["loaded_openblas", "openblas_corename", "cpu_flags", "cpu_vendor",
            "recommend_coretype", "coretype_hint", "select_kernels",
            "restart_arguments", "check_kernels", "under_mpi",
            "SWITCH_VARIABLE", "MARKER_VARIABLE", "REJECTED"]
@@ -119,6 +119,20 @@ def openblas_corename(path=None):
     return None
 
 
+def _cpuinfo_field(name, cpuinfo_path):
+    """The value of the first ``name : value`` line of /proc/cpuinfo, or
+    None when there is none or the file cannot be read."""
+    try:
+        with open(cpuinfo_path) as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == name:
+                    return value.strip()
+    except OSError:
+        pass
+    return None
+
+
 def cpu_flags(cpuinfo_path="/proc/cpuinfo"):
     """The CPU's feature flags (Linux), e.g. ``{'avx2', 'fma', ...}``.
 
@@ -127,14 +141,13 @@ def cpu_flags(cpuinfo_path="/proc/cpuinfo"):
     frozenset of str
         Empty when they cannot be read.
     """
-    try:
-        with open(cpuinfo_path) as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
+    return frozenset((_cpuinfo_field("flags", cpuinfo_path) or "").split())
+
+
+def cpu_vendor(cpuinfo_path="/proc/cpuinfo"):
+    """The CPU's vendor (Linux x86: ``GenuineIntel``, ``AuthenticAMD``...),
+    or None when /proc/cpuinfo does not say."""
+    return _cpuinfo_field("vendor_id", cpuinfo_path)
 
 
 def recommend_coretype(corename=None, flags=None, environ=None):

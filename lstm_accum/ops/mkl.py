@@ -35,6 +35,7 @@ import functools
 import os
 from importlib import metadata
 
+from ..backend.openblas import cpu_vendor
 from ..exceptions import InputError
 
 __all__ = ["load_mkl", "mkl_library", "SWITCH_VARIABLE"]
@@ -78,20 +79,6 @@ def _loaded_elsewhere(maps_path="/proc/self/maps"):
         return False
 
 
-def _cpu_vendor(cpuinfo_path="/proc/cpuinfo"):
-    """The CPU's ``vendor_id`` (``GenuineIntel``, ``AuthenticAMD``...), or
-    None when the file does not say."""
-    try:
-        with open(cpuinfo_path) as cpuinfo:
-            for line in cpuinfo:
-                name, _, value = line.partition(":")
-                if name.strip() == "vendor_id":
-                    return value.strip()
-    except OSError:
-        pass
-    return None
-
-
 def _switch():
     """The switch's value, checked."""
     switch = os.environ.get(SWITCH_VARIABLE, "auto").strip().lower() or "auto"
@@ -124,7 +111,7 @@ def load_mkl():
     switch = _switch()
     if switch == "openblas":
         return None, "%s=openblas" % SWITCH_VARIABLE
-    vendor = _cpu_vendor()
+    vendor = cpu_vendor()
     if switch == "auto" and vendor != _MKL_VENDOR:
         return None, ("%s=auto uses MKL on %s CPUs only, and this one is "
                       "%s (%s=mkl uses MKL here)" % (
@@ -141,7 +128,7 @@ def load_mkl():
         raise InputError("%s=mkl, but %s: %sunset %s (or set it to openblas) "
                          "to keep NumPy's OpenBLAS" % (
                              SWITCH_VARIABLE, why, fix, SWITCH_VARIABLE))
-    return (None, why) if why else (path, None)
+    return path, why
 
 
 def _load(path):
