@@ -47,6 +47,13 @@ def outputs(fns, rng):
     return res
 
 
+def gates(W):
+    """The four gates' ``(H, H)`` recurrent weights of a stacked ``(H,
+    4H)`` W, as the operations take them."""
+    H = W.shape[0]
+    return [W[:, g * H:(g + 1) * H] for g in range(4)]
+
+
 def build(team=False):
     """The forward and both gradients as one function.  team: the
     operations as training compiles them, which share the steps from far
@@ -55,9 +62,9 @@ def build(team=False):
     x, dh, dc, da = [T.tensor3(dtype="float32") for _ in range(4)]
     b, wci, wcf, wco = [T.vector(dtype="float32") for _ in range(4)]
     W, c0, h0 = [T.matrix(dtype="float32") for _ in range(3)]
-    hid, cell, act = FusedLSTM(CLIP, team=team)(x, b, W, wci, wcf, wco, c0,
-                                                h0)
-    common = (W, wci, wcf, wco, c0, h0, hid, cell, act, dh)
+    hid, cell, act = FusedLSTM(CLIP, team=team)(x, b, *gates(W), wci, wcf,
+                                                wco, c0, h0)
+    common = tuple(gates(W)) + (wci, wcf, wco, c0, h0, hid, cell, act, dh)
     plain = FusedLSTMGrad(CLIP, team=team)(*common)
     aux = FusedLSTMGrad(CLIP, aux=True, team=team)(*common + (dc, da))
     return theano.function([x, b, W, wci, wcf, wco, c0, h0, dh, dc, da],

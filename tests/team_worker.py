@@ -25,6 +25,8 @@ from lstm_accum.ops import (FusedLSTM, FusedLSTMGrad, SoftmaxNLL,
                             SoftmaxNLLAndGrad, SoftmaxNLLGrad, TeamDot)
 from lstm_accum.ops.mkl import load_mkl
 
+import fused_worker
+
 #: Products of at least this many multiply-adds run on the team, on MKL
 #: when it is loaded (team_blas.c's LSTM_ACCUM_TEAM_GEMM_MIN).
 TEAM_MIN = 2 ** 23
@@ -117,9 +119,10 @@ def _functions():
     dh = T.ftensor3()
     for team in (False, True):
         hid, cell, act = FusedLSTM(CLIP, team=team)(
-            xs, bias, W, wci, wcf, wco, c0, h0)
+            xs, bias, *fused_worker.gates(W), wci, wcf, wco, c0, h0)
         grads = FusedLSTMGrad(CLIP, team=team)(
-            W, wci, wcf, wco, c0, h0, hid, cell, act, dh)
+            *fused_worker.gates(W), wci, wcf, wco, c0, h0, hid, cell, act,
+            dh)
         lstm[team] = theano.function(
             [xs, bias, W, wci, wcf, wco, c0, h0, dh],
             [hid, cell, act] + list(grads))

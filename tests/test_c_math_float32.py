@@ -129,10 +129,11 @@ def fused_gates():
     x = T.tensor3(dtype="float32")
     zeros_v = np.zeros(H, np.float32)
     b = np.zeros(4 * H, np.float32)
-    W = np.zeros((H, 4 * H), np.float32)
+    W = np.zeros((H, H), np.float32)
     B = T.iscalar()
     s0 = T.zeros((B, H), dtype="float32")
-    _, _, act = FusedLSTM(0.0)(x, b, W, zeros_v, zeros_v, zeros_v, s0, s0)
+    _, _, act = FusedLSTM(0.0)(x, b, W, W, W, W, zeros_v, zeros_v, zeros_v,
+                               s0, s0)
     fn = theano.function([x, B], act)
     assert any(isinstance(n.op, FusedLSTM) for n in fn.maker.fgraph.toposort())
 

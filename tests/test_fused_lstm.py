@@ -143,6 +143,34 @@ def test_fused_float32_close_to_float64(lstm_fn):
         assert np.abs(a - b).max() <= 1e-5 * max(np.abs(a).max(), 1.0)
 
 
+def test_stacked_recurrent_weights_equal_the_four_gates():
+    """fused_lstm takes W_hid as the four gates' (H, H) matrices (as the
+    layers pass them) or stacked (H, 4H): the same hidden states, and the
+    stacked matrix's gradient is the four gradients side by side."""
+    rng = np.random.RandomState(4)
+    steps, B, H = 3, 2, 5
+    x, W = T.dtensor3(), T.dmatrix()
+    gates = [T.dmatrix() for _ in range(4)]
+    v, s = T.dvector(), T.dmatrix()
+    R = rng.normal(0, 1, (steps, B, H))
+    stacked = fused_lstm(x, W, v, v, v, s, s, grad_clipping=0.3)
+    four = fused_lstm(x, gates, v, v, v, s, s, grad_clipping=0.3)
+    f = theano.function([x, W, v, s], [stacked] + theano.grad(
+        (stacked * R).sum(), [W, x]))
+    g = theano.function([x, v, s] + gates, [four] + theano.grad(
+        (four * R).sum(), gates + [x]))
+    xv = rng.normal(0, 1, (steps, B, 4 * H))
+    Wv = rng.normal(0, .5, (H, 4 * H))
+    vv, sv = rng.normal(0, .5, H), rng.normal(0, .5, (B, H))
+    hid, dW, dx = f(xv, Wv, vv, sv)
+    want = g(xv, vv, sv, *np.split(Wv, 4, axis=1))
+    assert np.array_equal(hid, want[0])
+    assert np.array_equal(dW, np.concatenate(want[1:5], axis=1))
+    assert np.array_equal(dx, want[5])
+    with pytest.raises(TypeError, match="four"):
+        fused_lstm(x, gates[:3], v, v, v, s, s)
+
+
 def test_shape_errors_are_clear():
     x, W = T.tensor3(), T.matrix()
     v, s = T.vector(), T.matrix()
@@ -219,13 +247,15 @@ def test_fused_and_scan_models_agree_float64(input_kind, batching):
 
 
 def _aux_cost_fn(clip, mode=None):
-    """f(x, b, W, wci, wcf, wco, c0, h0, R, Q, P) -> gradients of
-    sum(hid*R) + sum(cell*Q) + sum(act*P) w.r.t. the first 8 inputs."""
-    x, b, W = T.dtensor3(), T.dvector(), T.dmatrix()
+    """f(x, b, W_i, W_f, W_c, W_o, wci, wcf, wco, c0, h0, R, Q, P) ->
+    gradients of sum(hid*R) + sum(cell*Q) + sum(act*P) w.r.t. the first 11
+    inputs."""
+    x, b = T.dtensor3(), T.dvector()
+    W = [T.dmatrix() for _ in range(4)]
     wci, wcf, wco = T.dvector(), T.dvector(), T.dvector()
     c0, h0 = T.dmatrix(), T.dmatrix()
     R, Q, P = T.dtensor3(), T.dtensor3(), T.dtensor3()
-    ins = [x, b, W, wci, wcf, wco, c0, h0]
+    ins = [x, b] + W + [wci, wcf, wco, c0, h0]
     hid, cell, act = FusedLSTM(clip)(*ins)
     cost = (hid * R).sum() + (cell * Q).sum() + (act * P).sum()
     return theano.function(ins + [R, Q, P], theano.grad(cost, ins),
@@ -233,8 +263,9 @@ def _aux_cost_fn(clip, mode=None):
 
 
 def _aux_values(rng, steps=4, B=2, H=3):
-    return [rng.normal(0, 1, (steps, B, 4 * H)), rng.normal(0, .5, 4 * H),
-            rng.normal(0, .5, (H, 4 * H)), rng.normal(0, .5, H),
+    return [rng.normal(0, 1, (steps, B, 4 * H)), rng.normal(0, .5, 4 * H)] \
+        + [rng.normal(0, .5, (H, H)) for _ in range(4)] + [
+            rng.normal(0, .5, H),
             rng.normal(0, .5, H), rng.normal(0, .5, H),
             rng.normal(0, .5, (B, H)), rng.normal(0, .5, (B, H))]
 

@@ -47,12 +47,13 @@ def _reference(values, aux, dtype):
     x, b, W, wci, wcf, wco, c0, h0, dh, dc, da = [
         v.astype(dtype) for v in values]
     fwd = [[None] for _ in range(N_FORWARD)]
-    FusedLSTM(fused_worker.CLIP).perform(None, [x, b, W, wci, wcf, wco, c0,
-                                                h0], fwd)
+    gates = np.split(W, 4, axis=1)
+    FusedLSTM(fused_worker.CLIP).perform(None, [x, b] + gates + [
+        wci, wcf, wco, c0, h0], fwd)
     fwd = [o[0] for o in fwd]
     grad = [[None] for _ in range(N_GRAD)]
     FusedLSTMGrad(fused_worker.CLIP, aux=aux).perform(
-        None, [W, wci, wcf, wco, c0, h0] + fwd + [dh]
+        None, gates + [wci, wcf, wco, c0, h0] + fwd + [dh]
         + ([dc, da] if aux else []), grad)
     return fwd + [g[0] for g in grad]
 

@@ -547,14 +547,16 @@ def test_training_loss_matches_log_probs_and_softmax_gradient(lstm_mask_pair):
                                atol=1e-14)
 
 
-def test_training_graph_is_fused_and_never_stacks_input_weights():
+def test_training_graph_is_fused_and_never_stacks_weights():
     """Performance contract of the id model's training graph (CPU): one
     op for the softmax NLL and its gradient together (the loss is a sum; no
     separate softmax, no separate bias-gradient sum), one fused LSTM op and
     its gradient (no scan), and
     the (V, H) input weights are looked up gate by gate (their rows written
     side by side in one pass), never joined into a (V, 4H) matrix (whose
-    gradient would then be split back every call)."""
+    gradient would then be split back every call); nor are the (H, H)
+    recurrent weights joined into an (H, 4H) matrix: the fused op takes
+    the four gates' as they are."""
     model = build_model(V, H, input="ids", batching="bucket", seed=0)
     loss = model.loss()
     f = theano.function(model.inputs,
@@ -572,9 +574,12 @@ def test_training_graph_is_fused_and_never_stacks_input_weights():
     assert "Softmax" not in names and "SoftmaxWithBias" not in names
     joined = [x.name for n in nodes if type(n.op).__name__ == "Join"
               for x in n.inputs]
-    assert "lstm1.W_hid_to_ingate" in joined  # (H, 4H): small, still stacked
-    assert not [name for name in joined
-                if name and name.startswith("lstm1.W_in_to_")]
+    assert not [name for name in joined if name and
+                name.startswith(("lstm1.W_in_to_", "lstm1.W_hid_to_"))]
+    fused = [x.name for n in nodes if type(n.op).__name__ == "FusedLSTM"
+             for x in n.inputs]
+    assert ["lstm1.W_hid_to_" + g for g in ("ingate", "forgetgate", "cell",
+                                            "outgate")] == fused[2:6]
     # the four gates' lookups, written once side by side (JoinedRows)
     assert "AdvancedSubtensor1" not in names
     lookups = [W.name for n in nodes if type(n.op).__name__ == "JoinedRows"

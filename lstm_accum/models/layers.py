@@ -173,8 +173,10 @@ class _FusedLSTMMixin(object):
         else:
             peepholes = [T.zeros((self.num_units,), dtype=input_contrib.dtype)
                          ] * 3
-        _, W_hid_stacked, b_stacked = lstm_stacked_params(self)
-        hid = fused_lstm(input_contrib, W_hid_stacked, *peepholes,
+        _, _, b_stacked = lstm_stacked_params(self)
+        W_hid = [self.W_hid_to_ingate, self.W_hid_to_forgetgate,
+                 self.W_hid_to_cell, self.W_hid_to_outgate]
+        hid = fused_lstm(input_contrib, W_hid, *peepholes,
                          cell_init=_initial_state(self.cell_init, num_batch),
                          hid_init=_initial_state(self.hid_init, num_batch),
                          grad_clipping=self.grad_clipping, b=b_stacked)

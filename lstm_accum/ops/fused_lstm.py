@@ -16,8 +16,11 @@ gradient adds the ``(H, 4H)`` recurrent weight gradient one step at a time
   product ``dG W_hid^T``; the recurrent weight gradient is one product over
   all steps at the end, ``[h0; h_1..h_{T-1}]^T dG`` (BLAS).
 
-The per-step products: in float32 on a CPU with AVX-512, our own kernel on
-``W_hid`` packed once per call by the threads that use it
+The recurrent weights come in as the layer keeps them, one ``(H, H)``
+matrix per gate, and are never joined into one ``(H, 4H)`` matrix in the
+graph: at ``H = 4096`` that copy is 268 MB per call.  The per-step
+products: in float32 on a CPU with AVX-512, our own kernel on the
+recurrent weights, packed once per call by the threads that use them
 (``c_code/panels.c``; faster than OpenBLAS's ``sgemm`` at the batches of a
 language model, ``benchmarks/step_products.py``), with the steps of large
 batches shared by a team of threads; their results do not depend on the number of threads
@@ -50,7 +53,7 @@ from .base import CpuCOp, unavailable_reason
 
 __all__ = ["FusedLSTM", "FusedLSTMGrad", "fused_lstm", "fused_supported"]
 
-_VERSION = 21
+_VERSION = 22
 
 
 def _sigmoid(x):
@@ -99,8 +102,10 @@ def fused_lstm(input_contrib, W_hid, W_ci, W_cf, W_co, cell_init, hid_init,
     input_contrib : Theano tensor3 ``(T, B, 4H)``
         ``x_t W_in`` for every step, gates in Lasagne's order (input,
         forget, cell, output).
-    W_hid : Theano matrix ``(H, 4H)``
-        Stacked recurrent weights, same gate order.
+    W_hid : sequence of four Theano matrices ``(H, H)``, or one ``(H, 4H)``
+        The recurrent weights of each gate, in the same order (a layer's
+        ``W_hid_to_ingate``, ... as they are: nothing is copied), or
+        stacked into one matrix (cut into the four).
     W_ci, W_cf, W_co : Theano vectors ``(H,)``
         Peephole weights (zeros for a layer without peepholes).
     cell_init, hid_init : Theano matrices ``(B, H)``
@@ -121,8 +126,19 @@ def fused_lstm(input_contrib, W_hid, W_ci, W_cf, W_co, cell_init, hid_init,
     input_contrib = T.as_tensor_variable(input_contrib)
     if b is None:
         b = T.zeros((input_contrib.shape[2],), dtype=input_contrib.dtype)
-    return FusedLSTM(clip)(input_contrib, b, W_hid, W_ci, W_cf, W_co,
-                           cell_init, hid_init)[0]
+    if isinstance(W_hid, (list, tuple)):
+        if len(W_hid) != 4:
+            raise TypeError("fused_lstm: W_hid is four (H, H) matrices, one "
+                            "per gate, or one stacked (H, 4H) matrix; got %d"
+                            % len(W_hid))
+        gates = list(W_hid)
+    else:
+        W_hid = T.as_tensor_variable(W_hid)
+        H = W_hid.shape[0]
+        gates = [W_hid[:, g * H:(g + 1) * H] for g in range(4)]
+    return FusedLSTM(clip)(input_contrib, b, *(gates + [W_ci, W_cf, W_co,
+                                                         cell_init,
+                                                         hid_init]))[0]
 
 
 def _as_var(x, dtype):
@@ -135,9 +151,10 @@ def _as_var(x, dtype):
 class FusedLSTM(CpuCOp):
     """Forward pass of an LSTM over ``(T, B, 4H)`` input contributions.
 
-    Inputs: ``input_contrib (T, B, 4H)``, ``b (4H,)``, ``W_hid (H, 4H)``,
-    ``W_ci, W_cf,
-    W_co (H,)``, ``cell_init, hid_init (B, H)``.  Outputs: the hidden states
+    Inputs: ``input_contrib (T, B, 4H)``, ``b (4H,)``, the recurrent
+    weights of the four gates ``W_i, W_f, W_c, W_o (H, H)`` (together
+    ``W_hid (H, 4H)``), ``W_ci, W_cf, W_co (H,)``, ``cell_init, hid_init
+    (B, H)``.  Outputs: the hidden states
     ``(T, B, H)``, the cell states ``(T, B, H)`` and the gate activations
     ``(T, B, 4H)`` (input, forget, cell candidate, output before its
     peephole), the last two kept for the gradient.
@@ -166,15 +183,15 @@ class FusedLSTM(CpuCOp):
     def c_node_macros(self, node):
         return [("LSTM_ACCUM_TEAM", "true" if self.team else "false")]
 
-    def make_node(self, x, b, W_hid, W_ci, W_cf, W_co, c0, h0):
+    def make_node(self, x, b, W_i, W_f, W_c, W_o, W_ci, W_cf, W_co, c0, h0):
         x = T.as_tensor_variable(x)
         dtype = x.dtype
         if dtype not in ("float32", "float64"):
             raise TypeError("FusedLSTM takes float32 or float64 input, got %s"
                             % dtype)
         ins = [x] + [_as_var(v, dtype) for v in
-                     (b, W_hid, W_ci, W_cf, W_co, c0, h0)]
-        for v, nd in zip(ins, (3, 1, 2, 1, 1, 1, 2, 2)):
+                     (b, W_i, W_f, W_c, W_o, W_ci, W_cf, W_co, c0, h0)]
+        for v, nd in zip(ins, (3, 1, 2, 2, 2, 2, 1, 1, 1, 2, 2)):
             if v.ndim != nd:
                 raise TypeError("FusedLSTM: input %s has %d dimensions, "
                                 "expected %d" % (v, v.ndim, nd))
@@ -188,7 +205,9 @@ class FusedLSTM(CpuCOp):
         return [hs, hs, xs]
 
     def perform(self, node, inputs, outputs):
-        x, b, W, wci, wcf, wco, c0, h0 = inputs
+        x, b = inputs[:2]
+        wci, wcf, wco, c0, h0 = inputs[6:]
+        W = np.concatenate(inputs[2:6], axis=1)
         steps, batch, _ = x.shape
         H = W.shape[0]
         hid = np.empty((steps, batch, H), x.dtype)
@@ -209,23 +228,30 @@ class FusedLSTM(CpuCOp):
 
     def grad(self, inputs, output_grads):
         from theano.gradient import DisconnectedType
-        x, b, W, wci, wcf, wco, c0, h0 = inputs
         hid, cell, act = self(*inputs)
         dhid, dcell, dact = output_grads
         if isinstance(dhid.type, DisconnectedType):
             dhid = T.zeros_like(hid)
         aux = [g for g in (dcell, dact)
                if not isinstance(g.type, DisconnectedType)]
+        common = list(inputs[2:]) + [hid, cell, act, dhid]
         if not aux:
-            return FusedLSTMGrad(self.grad_clipping, team=self.team)(
-                W, wci, wcf, wco, c0, h0, hid, cell, act, dhid)
-        # A cost that also uses the cell states or gate activations.
-        if isinstance(dcell.type, DisconnectedType):
-            dcell = T.zeros_like(cell)
-        if isinstance(dact.type, DisconnectedType):
-            dact = T.zeros_like(act)
-        return FusedLSTMGrad(self.grad_clipping, aux=True, team=self.team)(
-            W, wci, wcf, wco, c0, h0, hid, cell, act, dhid, dcell, dact)
+            grads = FusedLSTMGrad(self.grad_clipping, team=self.team)(
+                *common)
+        else:
+            # A cost that also uses the cell states or gate activations.
+            if isinstance(dcell.type, DisconnectedType):
+                dcell = T.zeros_like(cell)
+            if isinstance(dact.type, DisconnectedType):
+                dact = T.zeros_like(act)
+            grads = FusedLSTMGrad(self.grad_clipping, aux=True,
+                                  team=self.team)(*common + [dcell, dact])
+        dx, db, dW = grads[:3]
+        # The gates' gradients as Join's gradient cuts them (a Split, which
+        # the accumulators read as views of dW: accumulate_spec).
+        H = inputs[2].shape[0]
+        gates = T.split(dW, T.stack([H] * 4), 4, axis=1)
+        return [dx, db] + list(gates) + list(grads[3:])
 
     def connection_pattern(self, node):
         # Every input reaches every output.
@@ -235,12 +261,13 @@ class FusedLSTM(CpuCOp):
 class FusedLSTMGrad(CpuCOp):
     """Gradient of :class:`FusedLSTM`.
 
-    Inputs: ``W_hid, W_ci, W_cf, W_co, cell_init, hid_init`` and the three
-    forward outputs, then ``d hid (T, B, H)`` (and, with ``aux=True``, the
+    Inputs: ``W_i, W_f, W_c, W_o, W_ci, W_cf, W_co, cell_init, hid_init``
+    (as for :class:`FusedLSTM`) and the three forward outputs, then ``d hid (T, B, H)`` (and, with ``aux=True``, the
     gradients of the cell states ``(T, B, H)`` and of the gate activations
     ``(T, B, 4H)``).  Outputs: the gradients of ``input_contrib (T, B,
     4H)``, ``b (4H,)`` (the sum of the former over steps and batch),
-    ``W_hid``, ``W_ci, W_cf, W_co``, ``cell_init`` and ``hid_init``.
+    ``W_hid (H, 4H)`` (the four gates' side by side), ``W_ci, W_cf,
+    W_co``, ``cell_init`` and ``hid_init``.
 
     Parameters
     ----------
@@ -259,23 +286,23 @@ class FusedLSTMGrad(CpuCOp):
                "fused_lstm_grad.c")
     func_name = "APPLY_SPECIFIC(fused_lstm_grad)"
     # Without aux, COp passes NULL for the last two inputs (dcell, dact).
-    _cop_num_inputs = 12
+    _cop_num_inputs = 15
 
     def __init__(self, grad_clipping=0.0, aux=False, team=False):
         self.grad_clipping = float(grad_clipping)
         self.aux = bool(aux)
         self.team = bool(team)
 
-    def make_node(self, W_hid, W_ci, W_cf, W_co, c0, h0, hid, cell, act,
-                  dhid, *aux):
+    def make_node(self, W_i, W_f, W_c, W_o, W_ci, W_cf, W_co, c0, h0, hid,
+                  cell, act, dhid, *aux):
         if len(aux) != (2 if self.aux else 0):
             raise TypeError("FusedLSTMGrad(aux=%s) takes %d inputs, got %d"
-                            % (self.aux, 12 if self.aux else 10,
-                               10 + len(aux)))
+                            % (self.aux, 15 if self.aux else 13,
+                               13 + len(aux)))
         dtype = T.as_tensor_variable(hid).dtype
         ins = [_as_var(v, dtype) for v in
-               (W_hid, W_ci, W_cf, W_co, c0, h0, hid, cell, act, dhid)
-               + aux]
+               (W_i, W_f, W_c, W_o, W_ci, W_cf, W_co, c0, h0, hid, cell, act,
+                dhid) + aux]
         outs = [T.tensor3(dtype=dtype), T.vector(dtype=dtype),
                 T.matrix(dtype=dtype),
                 T.vector(dtype=dtype), T.vector(dtype=dtype),
@@ -284,12 +311,14 @@ class FusedLSTMGrad(CpuCOp):
         return theano.Apply(self, ins, outs)
 
     def infer_shape(self, node, shapes):
-        ws, wci, wcf, wco, c0s, h0s, _, _, acts = shapes[:9]
-        return [acts, (acts[2],), ws, wci, wcf, wco, c0s, h0s]
+        wis, wci, wcf, wco, c0s, h0s, _, _, acts = shapes[3:12]
+        return [acts, (acts[2],), (wis[0], acts[2]), wci, wcf, wco, c0s,
+                h0s]
 
     def perform(self, node, inputs, outputs):
-        W, wci, wcf, wco, c0, h0, hid, cell, act, dhid = inputs[:10]
-        dcell, dact = inputs[10:] if self.aux else (None, None)
+        W = np.concatenate(inputs[:4], axis=1)
+        wci, wcf, wco, c0, h0, hid, cell, act, dhid = inputs[4:13]
+        dcell, dact = inputs[13:] if self.aux else (None, None)
         steps, batch, H = hid.shape
         clip = self.grad_clipping
         dx = np.zeros_like(act)

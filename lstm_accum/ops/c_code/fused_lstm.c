@@ -10,6 +10,11 @@
    The gate loops take a range of units [j0, j1), so that the threads of
    the panel path (panels.c) can share a step.
 
+   The recurrent weights come as the layer keeps them, one (H, H) matrix
+   per gate (input, forget, cell, output: W[0..3]), so that no call copies
+   them into one (H, 4H) matrix first: the panel path packs them straight
+   from there; the BLAS path joins them into a scratch (H, 4H) matrix.
+
    The panel path: float with AVX-512; double, and float without AVX-512,
    answer false and use BLAS.  Up to LSTM_ACCUM_ROWS_MAX_H units
    (panels.c) each thread of the team runs its share of the rows through
@@ -20,17 +25,17 @@ namespace {
 template <typename T>
 struct lstm_accum_panels {
     /* false: use BLAS */
-    static bool forward(bool, int, int, int, const T*, const T*, const T*,
-                        const T*, const T*, const T*, const T*, const T*,
-                        T*, T*, T*)
+    static bool forward(bool, int, int, int, const T*, const T*,
+                        const T* const*, const T*, const T*, const T*,
+                        const T*, const T*, T*, T*, T*)
     {
         return false;
     }
     template <bool AUX>
-    static bool backward(bool, int, int, int, T, const T*, const T*,
+    static bool backward(bool, int, int, int, T, const T* const*,
                          const T*, const T*, const T*, const T*, const T*,
-                         const T*, const T*, const T*, T*, T*, T*, T*, T*,
-                         T*, T*)
+                         const T*, const T*, const T*, const T*, T*, T*, T*,
+                         T*, T*, T*, T*)
     {
         return false;
     }
@@ -41,14 +46,16 @@ template <>
 struct lstm_accum_panels<float> {
     static bool forward(bool team, int steps, int batch, int H,
                         const float* x,
-                        const float* bias, const float* W, const float* wci,
+                        const float* bias, const float* const* W,
+                        const float* wci,
                         const float* wcf, const float* wco, const float* c0,
                         const float* h0, float* hid, float* cell,
                         float* act);
     template <bool AUX>
     static bool backward(bool team, int steps, int batch, int H,
                          float clip,
-                         const float* W, const float* wci, const float* wcf,
+                         const float* const* W, const float* wci,
+                         const float* wcf,
                          const float* wco, const float* c0,
                          const float* cell, const float* act,
                          const float* dhid, const float* dcell,
@@ -236,35 +243,62 @@ __attribute__((noinline)) static void lstm_accum_gates_backward(
     }
 }
 
+/* The gates' (H, H) matrices W[0..3] as one (H, 4H) row-major matrix, as
+   BLAS multiplies it: a copy that the caller frees, or NULL with
+   MemoryError set. */
+template <typename T>
+static T* lstm_accum_join_gates(int H, const T* const* W)
+{
+    const size_t G = 4 * (size_t)H;
+    T* J = (T*)malloc(sizeof(T) * (H > 0 ? G * H : 1));
+    if (!J) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    for (int k = 0; k < H; ++k)
+        for (int g = 0; g < 4; ++g)
+            memcpy(J + k * G + (size_t)g * H, W[g] + (size_t)k * H,
+                   sizeof(T) * H);
+    return J;
+}
+
+/* The forward steps; on failure (no memory), returns with an exception
+   set. */
 template <typename T>
 static void lstm_accum_fused_forward(
     bool team, int steps, int batch, int H, const T* x, const T* bias,
-    T* W,
+    const T* const* W,
     const T* wci, const T* wcf, const T* wco,
     T* c0, T* h0, T* hid, T* cell, T* act)
 {
     const int G = 4 * H;
     const size_t sh = (size_t)batch * H, sg = (size_t)batch * G;
-    if (lstm_accum_panels<T>::forward(team, steps, batch, H, x, bias, W,
-                                      wci, wcf, wco, c0, h0, hid, cell,
-                                      act))
+    if (steps <= 0 || lstm_accum_panels<T>::forward(
+            team, steps, batch, H, x, bias, W, wci, wcf, wco, c0, h0, hid,
+            cell, act))
+        return;
+    T* J = lstm_accum_join_gates<T>(H, W);
+    if (!J)
         return;
     for (int t = 0; t < steps; ++t) {
         T* h_prev = t ? hid + (t - 1) * sh : h0;
         const T* c_prev = t ? cell + (t - 1) * sh : c0;
         T* a = act + t * sg;
         /* a = h_prev . W */
-        lstm_accum_gemm<T>('N', 'N', G, batch, H, 1, W, G, h_prev, H, 0,
+        lstm_accum_gemm<T>('N', 'N', G, batch, H, 1, J, G, h_prev, H, 0,
                               a, G);
         lstm_accum_gates_forward<T>(batch, H, 0, H, a, x + t * sg, bias,
                                        wci, wcf, wco, c_prev, cell + t * sh,
                                        hid + t * sh);
     }
+    free(J);
 }
 
+/* The backward steps and the weights' gradients; on failure (no memory),
+   returns with an exception set. */
 template <typename T, bool AUX>
 static void lstm_accum_fused_backward(
-    bool team, int steps, int batch, int H, T clip, T* W,
+    bool team, int steps, int batch, int H, T clip, const T* const* W,
     const T* wci, const T* wcf, const T* wco,
     const T* c0, T* h0, T* hid, const T* cell,
     const T* act, const T* dhid, const T* dcell,
@@ -284,6 +318,9 @@ static void lstm_accum_fused_backward(
     if (!lstm_accum_panels<T>::template backward<AUX>(
             team, steps, batch, H, clip, W, wci, wcf, wco, c0, cell, act, dhid,
             dcell, dact, dx, dbias, dwci, dwcf, dwco, dc, dh)) {
+        T* J = steps > 0 ? lstm_accum_join_gates<T>(H, W) : NULL;
+        if (steps > 0 && !J)
+            return;
         for (int t = steps - 1; t >= 0; --t) {
             T* d = dx + t * sg;
             lstm_accum_gates_backward<T, AUX>(
@@ -292,9 +329,10 @@ static void lstm_accum_fused_backward(
                 AUX ? dcell + t * sh : NULL, AUX ? dact + t * sg : NULL,
                 wci, wcf, wco, dc, dh, d, dwci, dwcf, dwco, dbias, 0);
             /* dh = d . W^T   (col-major: dh^T (H, B) = W (H, G) . d^T) */
-            lstm_accum_gemm<T>('T', 'N', H, batch, G, 1, W, G, d, G, 0,
+            lstm_accum_gemm<T>('T', 'N', H, batch, G, 1, J, G, d, G, 0,
                                   dh, H);
         }
+        free(J);
     }
     /* dW = Hprev^T . dx with Hprev = [h0; hid[0 .. T-2]]  (T*B, H),
        one product (col-major: dW^T (G, H) = dx^T (G, TB) . Hprev (TB, H)).
@@ -324,7 +362,9 @@ static void lstm_accum_fused_backward(
 #if LSTM_ACCUM_PANELS
 struct lstm_accum_forward_args {
     int steps, batch, H;
-    const float *x, *bias, *W, *wci, *wcf, *wco, *c0, *h0;
+    const float *x, *bias;
+    const float* const* W;
+    const float *wci, *wcf, *wco, *c0, *h0;
     float *P, *hid, *cell, *act;
     lstm_accum_barrier barrier;
 };
@@ -358,9 +398,9 @@ static void lstm_accum_forward_work(void* p, int rank, int size)
    lstm_accum_pack_transposed), the threads meet once, and rank takes its
    even share [b0, b1) of the batch's rows; false when it has none. */
 static bool lstm_accum_rows_start(int H, int width,
-                                  void (*pack)(int, const float*, float*,
-                                               int, int),
-                                  const float* W, float* P,
+                                  void (*pack)(int, const float* const*,
+                                               float*, int, int),
+                                  const float* const* W, float* P,
                                   lstm_accum_barrier* barrier, int batch,
                                   int rank, int size, int* b0, int* b1)
 {
@@ -403,8 +443,9 @@ static void lstm_accum_forward_rows(void* p, int rank, int size)
 
 bool lstm_accum_panels<float>::forward(
     bool team, int steps, int batch, int H, const float* x, const float* bias,
-    const float* W, const float* wci, const float* wcf, const float* wco,
-    const float* c0, const float* h0, float* hid, float* cell, float* act)
+    const float* const* W, const float* wci, const float* wcf,
+    const float* wco, const float* c0, const float* h0, float* hid,
+    float* cell, float* act)
 {
     if (!lstm_accum_panels_pay(steps, batch, H))
         return false;
@@ -423,8 +464,8 @@ bool lstm_accum_panels<float>::forward(
 struct lstm_accum_backward_args {
     int steps, batch, H;
     float clip;
-    const float *W, *wci, *wcf, *wco, *c0, *cell, *act, *dhid, *dcell,
-        *dact;
+    const float* const* W;
+    const float *wci, *wcf, *wco, *c0, *cell, *act, *dhid, *dcell, *dact;
     float *P, *dx, *dbias, *dwci, *dwcf, *dwco, *dc, *dh;
     float* sums;    /* by rows: each row's 7H sums (wci, wcf, wco, bias) */
     lstm_accum_barrier barrier;
@@ -506,8 +547,8 @@ static void lstm_accum_add_row_sums(int batch, int H, const float* sums,
 
 template <bool AUX>
 bool lstm_accum_panels<float>::backward(
-    bool team, int steps, int batch, int H, float clip, const float* W,
-    const float* wci, const float* wcf, const float* wco, const float* c0,
+    bool team, int steps, int batch, int H, float clip,
+    const float* const* W, const float* wci, const float* wcf, const float* wco, const float* c0,
     const float* cell, const float* act, const float* dhid,
     const float* dcell, const float* dact, float* dx, float* dbias,
     float* dwci, float* dwcf, float* dwco, float* dc, float* dh)

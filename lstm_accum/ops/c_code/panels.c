@@ -47,11 +47,13 @@
 /* ---- panels ---- */
 
 /* Panels of 32 columns, K rows each, 64-byte aligned, zero past the last
-   unit:
-   - forward, K = H: panel p, row k holds [i f g o] of units 8p .. 8p+7 of
-     W (H, 4H), row-major: W[k, g H + 8p + l] in column 8 g + l;
-   - backward, K = 4H: panel q, row k holds units 32q .. 32q+31 of W^T:
-     W[32q + l, k] in column l.
+   unit, packed from the gates' recurrent weights W[g] (H, H) row-major
+   (g = 0 .. 3: input, forget, cell, output; together the columns of
+   W = [W[0] W[1] W[2] W[3]] (H, 4H)):
+   - forward, K = H: panel p, row k holds [i f g o] of units 8p .. 8p+7:
+     W[g][k, 8p + l] in column 8 g + l;
+   - backward, K = 4H: panel q, row k = g H + k' holds units 32q .. 32q+31
+     of W^T: W[g][32q + l, k'] in column l.
    Each thread packs the panels it multiplies, into one buffer per module
    kept from call to call (a fresh one per call cost more in page faults
    than the packing). */
@@ -86,14 +88,13 @@ static inline size_t lstm_accum_transposed_panels_size(int H)
     return (size_t)32 * 4 * H * ((H + 31) / 32);
 }
 
-/* Forward panels [p0, p1) of W (H, 4H) into P, row by row of W (each row's
-   segments are contiguous; panel by panel the rows are 16H bytes apart). */
-static void lstm_accum_pack_gates(int H, const float* W, float* P, int p0,
-                                  int p1)
+/* Forward panels [p0, p1) of W[0..3] into P, row k of every gate after
+   row k - 1 (each row's units are contiguous; panel by panel the rows are
+   128 bytes apart). */
+static void lstm_accum_pack_gates(int H, const float* const* W, float* P,
+                                  int p0, int p1)
 {
-    const size_t G = 4 * (size_t)H;
     for (int k = 0; k < H; ++k) {
-        const float* row = W + k * G;
         for (int p = p0; p < p1; ++p) {
             const int u0 = 8 * p;
             const int w = H - u0 < 8 ? H - u0 : 8;
@@ -101,7 +102,7 @@ static void lstm_accum_pack_gates(int H, const float* W, float* P, int p0,
             float* d = P + ((size_t)p * H + k) * 32;
             for (int g = 0; g < 4; ++g)
                 _mm256_store_ps(d + 8 * g, _mm256_maskz_loadu_ps(
-                                               m, row + g * H + u0));
+                                    m, W[g] + (size_t)k * H + u0));
         }
     }
 }
@@ -138,29 +139,32 @@ static inline void lstm_accum_transpose16(__m512 r[16])
     }
 }
 
-/* Backward panels [q0, q1) of W^T into P, in blocks of 16 units by 16 k
-   transposed in registers. */
-static void lstm_accum_pack_transposed(int H, const float* W, float* P,
-                                       int q0, int q1)
+/* Backward panels [q0, q1) of W^T into P, gate by gate, in blocks of 16
+   units by 16 k transposed in registers. */
+static void lstm_accum_pack_transposed(int H, const float* const* W,
+                                       float* P, int q0, int q1)
 {
-    const int K = 4 * H;
+    const size_t K = 4 * (size_t)H;
     for (int q = q0; q < q1; ++q) {
-        for (int k0 = 0; k0 < K; k0 += 16) {
-            const int kw = K - k0 < 16 ? K - k0 : 16;
-            const __mmask16 km = kw == 16 ? (__mmask16)0xFFFF
-                                          : (__mmask16)((1u << kw) - 1);
-            for (int half = 0; half < 2; ++half) {
-                __m512 r[16];
-                for (int i = 0; i < 16; ++i) {
-                    const int u = 32 * q + 16 * half + i;
-                    r[i] = u < H ? _mm512_maskz_loadu_ps(
-                                       km, W + (size_t)u * K + k0)
-                                 : _mm512_setzero_ps();
+        for (int g = 0; g < 4; ++g) {
+            for (int k0 = 0; k0 < H; k0 += 16) {
+                const int kw = H - k0 < 16 ? H - k0 : 16;
+                const __mmask16 km = kw == 16 ? (__mmask16)0xFFFF
+                                              : (__mmask16)((1u << kw) - 1);
+                for (int half = 0; half < 2; ++half) {
+                    __m512 r[16];
+                    for (int i = 0; i < 16; ++i) {
+                        const int u = 32 * q + 16 * half + i;
+                        r[i] = u < H ? _mm512_maskz_loadu_ps(
+                                           km, W[g] + (size_t)u * H + k0)
+                                     : _mm512_setzero_ps();
+                    }
+                    lstm_accum_transpose16(r);
+                    float* d = P + ((size_t)q * K + (size_t)g * H + k0) * 32
+                               + 16 * half;
+                    for (int k = 0; k < kw; ++k)
+                        _mm512_store_ps(d + (size_t)k * 32, r[k]);
                 }
-                lstm_accum_transpose16(r);
-                float* d = P + ((size_t)q * K + k0) * 32 + 16 * half;
-                for (int k = 0; k < kw; ++k)
-                    _mm512_store_ps(d + (size_t)k * 32, r[k]);
             }
         }
     }
