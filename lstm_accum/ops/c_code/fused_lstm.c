@@ -548,7 +548,8 @@ static void lstm_accum_add_row_sums(int batch, int H, const float* sums,
 template <bool AUX>
 bool lstm_accum_panels<float>::backward(
     bool team, int steps, int batch, int H, float clip,
-    const float* const* W, const float* wci, const float* wcf, const float* wco, const float* c0,
+    const float* const* W, const float* wci, const float* wcf,
+    const float* wco, const float* c0,
     const float* cell, const float* act, const float* dhid,
     const float* dcell, const float* dact, float* dx, float* dbias,
     float* dwci, float* dwcf, float* dwco, float* dc, float* dh)
