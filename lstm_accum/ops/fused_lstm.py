@@ -263,12 +263,12 @@ class FusedLSTMGrad(CpuCOp):
     """Gradient of :class:`FusedLSTM`.
 
     Inputs: ``W_i, W_f, W_c, W_o, W_ci, W_cf, W_co, cell_init, hid_init``
-    (as for :class:`FusedLSTM`) and the three forward outputs, then ``d hid (T, B, H)`` (and, with ``aux=True``, the
-    gradients of the cell states ``(T, B, H)`` and of the gate activations
-    ``(T, B, 4H)``).  Outputs: the gradients of ``input_contrib (T, B,
-    4H)``, ``b (4H,)`` (the sum of the former over steps and batch),
-    ``W_hid (H, 4H)`` (the four gates' side by side), ``W_ci, W_cf,
-    W_co``, ``cell_init`` and ``hid_init``.
+    (as for :class:`FusedLSTM`) and the three forward outputs, then ``d hid
+    (T, B, H)`` (and, with ``aux=True``, the gradients of the cell states
+    ``(T, B, H)`` and of the gate activations ``(T, B, 4H)``).  Outputs:
+    the gradients of ``input_contrib (T, B, 4H)``, ``b (4H,)`` (the sum of
+    the former over steps and batch), ``W_hid (H, 4H)`` (the four gates'
+    side by side), ``W_ci, W_cf, W_co``, ``cell_init`` and ``hid_init``.
 
     Parameters
     ----------
