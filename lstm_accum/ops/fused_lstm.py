@@ -25,9 +25,8 @@ recurrent weights, packed once per call by the threads that use them
 language model, ``benchmarks/step_products.py``), with the steps of large
 batches shared by a team of threads; their results do not depend on the number of threads
 and differ from the BLAS path's by float32 rounding (the order of each
-sum).  In float64, and on other CPUs, BLAS (a product per gate), through
-Theano's own BLAS interface (``blas.ldflags`` applies as for Theano's
-``Gemm``).
+sum).  In float64, and on other CPUs, BLAS, through Theano's own BLAS
+interface (``blas.ldflags`` applies as for Theano's ``Gemm``).
 
 The equations are those of ``lasagne.layers.LSTMLayer`` 0.1 with its default
 nonlinearities (sigmoid gates, tanh cell and output), peepholes (the output
@@ -54,7 +53,7 @@ from .base import CpuCOp, unavailable_reason
 
 __all__ = ["FusedLSTM", "FusedLSTMGrad", "fused_lstm", "fused_supported"]
 
-_VERSION = 23
+_VERSION = 22
 
 
 def _sigmoid(x):

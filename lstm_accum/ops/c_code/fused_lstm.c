@@ -13,7 +13,7 @@
    The recurrent weights come as the layer keeps them, one (H, H) matrix
    per gate (input, forget, cell, output: W[0..3]), so that no call copies
    them into one (H, 4H) matrix first: the panel path packs them straight
-   from there; the BLAS path multiplies by each gate's matrix in turn.
+   from there; the BLAS path joins them into a scratch (H, 4H) matrix.
 
    The panel path: float with AVX-512; double, and float without AVX-512,
    answer false and use BLAS.  Up to LSTM_ACCUM_ROWS_MAX_H units
@@ -243,6 +243,27 @@ __attribute__((noinline)) static void lstm_accum_gates_backward(
     }
 }
 
+/* The gates' (H, H) matrices W[0..3] as one (H, 4H) row-major matrix, as
+   BLAS multiplies it: a copy that the caller frees, or NULL with
+   MemoryError set. */
+template <typename T>
+static T* lstm_accum_join_gates(int H, const T* const* W)
+{
+    const size_t G = 4 * (size_t)H;
+    T* J = (T*)malloc(sizeof(T) * (H > 0 ? G * H : 1));
+    if (!J) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    for (int k = 0; k < H; ++k)
+        for (int g = 0; g < 4; ++g)
+            memcpy(J + k * G + (size_t)g * H, W[g] + (size_t)k * H,
+                   sizeof(T) * H);
+    return J;
+}
+
+/* The forward steps; on failure (no memory), returns with an exception
+   set. */
 template <typename T>
 static void lstm_accum_fused_forward(
     bool team, int steps, int batch, int H, const T* x, const T* bias,
@@ -252,25 +273,29 @@ static void lstm_accum_fused_forward(
 {
     const int G = 4 * H;
     const size_t sh = (size_t)batch * H, sg = (size_t)batch * G;
-    if (lstm_accum_panels<T>::forward(team, steps, batch, H, x, bias, W,
-                                      wci, wcf, wco, c0, h0, hid, cell,
-                                      act))
+    if (steps <= 0 || lstm_accum_panels<T>::forward(
+            team, steps, batch, H, x, bias, W, wci, wcf, wco, c0, h0, hid,
+            cell, act))
+        return;
+    T* J = lstm_accum_join_gates<T>(H, W);
+    if (!J)
         return;
     for (int t = 0; t < steps; ++t) {
         T* h_prev = t ? hid + (t - 1) * sh : h0;
         const T* c_prev = t ? cell + (t - 1) * sh : c0;
         T* a = act + t * sg;
-        /* a = h_prev . W, gate by gate: a's columns g H .. (g+1) H - 1
-           are h_prev . W[g] */
-        for (int g = 0; g < 4; ++g)
-            lstm_accum_gemm<T>('N', 'N', H, batch, H, 1, (T*)W[g], H,
-                               h_prev, H, 0, a + (size_t)g * H, G);
+        /* a = h_prev . W */
+        lstm_accum_gemm<T>('N', 'N', G, batch, H, 1, J, G, h_prev, H, 0,
+                              a, G);
         lstm_accum_gates_forward<T>(batch, H, 0, H, a, x + t * sg, bias,
                                        wci, wcf, wco, c_prev, cell + t * sh,
                                        hid + t * sh);
     }
+    free(J);
 }
 
+/* The backward steps and the weights' gradients; on failure (no memory),
+   returns with an exception set. */
 template <typename T, bool AUX>
 static void lstm_accum_fused_backward(
     bool team, int steps, int batch, int H, T clip, const T* const* W,
@@ -293,6 +318,9 @@ static void lstm_accum_fused_backward(
     if (!lstm_accum_panels<T>::template backward<AUX>(
             team, steps, batch, H, clip, W, wci, wcf, wco, c0, cell, act, dhid,
             dcell, dact, dx, dbias, dwci, dwcf, dwco, dc, dh)) {
+        T* J = steps > 0 ? lstm_accum_join_gates<T>(H, W) : NULL;
+        if (steps > 0 && !J)
+            return;
         for (int t = steps - 1; t >= 0; --t) {
             T* d = dx + t * sg;
             lstm_accum_gates_backward<T, AUX>(
@@ -300,13 +328,11 @@ static void lstm_accum_fused_backward(
                 t ? cell + (t - 1) * sh : c0, cell + t * sh, dhid + t * sh,
                 AUX ? dcell + t * sh : NULL, AUX ? dact + t * sg : NULL,
                 wci, wcf, wco, dc, dh, d, dwci, dwcf, dwco, dbias, 0);
-            /* dh = d . W^T = the sum over the gates of d's columns
-               g H .. (g+1) H - 1 times W[g]^T (col-major: dh^T (H, B) +=
-               W[g] (H, H) . d_g^T) */
-            for (int g = 0; g < 4; ++g)
-                lstm_accum_gemm<T>('T', 'N', H, batch, H, 1, (T*)W[g], H,
-                                   d + (size_t)g * H, G, g ? 1 : 0, dh, H);
+            /* dh = d . W^T   (col-major: dh^T (H, B) = W (H, G) . d^T) */
+            lstm_accum_gemm<T>('T', 'N', H, batch, G, 1, J, G, d, G, 0,
+                                  dh, H);
         }
+        free(J);
     }
     /* dW = Hprev^T . dx with Hprev = [h0; hid[0 .. T-2]]  (T*B, H),
        one product (col-major: dW^T (G, H) = dx^T (G, TB) . Hprev (TB, H)).
