@@ -53,7 +53,7 @@ from .base import CpuCOp, unavailable_reason
 
 __all__ = ["FusedLSTM", "FusedLSTMGrad", "fused_lstm", "fused_supported"]
 
-_VERSION = 22
+_VERSION = 23
 
 
 def _sigmoid(x):

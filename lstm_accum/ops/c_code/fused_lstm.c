@@ -13,7 +13,8 @@
    The recurrent weights come as the layer keeps them, one (H, H) matrix
    per gate (input, forget, cell, output: W[0..3]), so that no call copies
    them into one (H, 4H) matrix first: the panel path packs them straight
-   from there; the BLAS path joins them into a scratch (H, 4H) matrix.
+   from there; the BLAS path joins them into an (H, 4H) matrix in the
+   module's scratch buffer, kept from call to call (panels.c).
 
    The panel path: float with AVX-512; double, and float without AVX-512,
    answer false and use BLAS.  Up to LSTM_ACCUM_ROWS_MAX_H units
@@ -244,13 +245,15 @@ __attribute__((noinline)) static void lstm_accum_gates_backward(
 }
 
 /* The gates' (H, H) matrices W[0..3] as one (H, 4H) row-major matrix, as
-   BLAS multiplies it: a copy that the caller frees, or NULL with
-   MemoryError set. */
+   BLAS multiplies it: a copy in the module's scratch buffer (panels.c),
+   valid until the next call, or NULL with MemoryError set. */
 template <typename T>
 static T* lstm_accum_join_gates(int H, const T* const* W)
 {
     const size_t G = 4 * (size_t)H;
-    T* J = (T*)malloc(sizeof(T) * (H > 0 ? G * H : 1));
+    T* J = (T*)lstm_accum_panel_buffer(
+        (sizeof(T) * (H > 0 ? G * H : 1) + sizeof(float) - 1)
+        / sizeof(float));
     if (!J) {
         PyErr_NoMemory();
         return NULL;
@@ -291,7 +294,6 @@ static void lstm_accum_fused_forward(
                                        wci, wcf, wco, c_prev, cell + t * sh,
                                        hid + t * sh);
     }
-    free(J);
 }
 
 /* The backward steps and the weights' gradients; on failure (no memory),
@@ -332,7 +334,6 @@ static void lstm_accum_fused_backward(
             lstm_accum_gemm<T>('T', 'N', H, batch, G, 1, J, G, d, G, 0,
                                   dh, H);
         }
-        free(J);
     }
     /* dW = Hprev^T . dx with Hprev = [h0; hid[0 .. T-2]]  (T*B, H),
        one product (col-major: dW^T (G, H) = dx^T (G, TB) . Hprev (TB, H)).

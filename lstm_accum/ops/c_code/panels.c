@@ -36,6 +36,29 @@
    The kernel needs AVX-512 (F, DQ, VL) at compile time (Theano compiles
    for the machine it runs on); elsewhere, and for double, the operations
    use BLAS (LSTM_ACCUM_PANELS is 0). */
+/* The module's scratch buffer, at least `floats` floats long, 64-byte
+   aligned: grown as needed and kept for the next call (its operations run
+   one at a time: they hold Python's GIL); NULL if it cannot be had.  It
+   holds the panels, or on the BLAS path the joined weights (fused_lstm.c),
+   never both in one call: a fresh buffer per call costs more in page
+   faults than the packing or the copy into it. */
+static float* lstm_accum_panel_buffer(size_t floats)
+{
+    static float* buffer = NULL;
+    static size_t capacity = 0;
+    if (floats > capacity) {
+        /* a multiple of 64 bytes, as aligned_alloc requires */
+        const size_t want = (floats + 15) / 16 * 16;
+        float* grown = (float*)aligned_alloc(64, sizeof(float) * want);
+        if (!grown)
+            return NULL;
+        free(buffer);
+        buffer = grown;
+        capacity = want;
+    }
+    return buffer;
+}
+
 #if defined(__AVX512F__) && defined(__AVX512DQ__) && defined(__AVX512VL__)
 #define LSTM_ACCUM_PANELS 1
 #include <immintrin.h>
@@ -57,26 +80,6 @@
    Each thread packs the panels it multiplies, into one buffer per module
    kept from call to call (a fresh one per call cost more in page faults
    than the packing). */
-
-/* The panels' buffer, at least `floats` long: grown as needed, kept for
-   the next call (its operations run one at a time: they hold Python's
-   GIL); NULL if it cannot be had. */
-static float* lstm_accum_panel_buffer(size_t floats)
-{
-    static float* buffer = NULL;
-    static size_t capacity = 0;
-    if (floats > capacity) {
-        /* a multiple of 64 bytes, as aligned_alloc requires */
-        const size_t want = (floats + 15) / 16 * 16;
-        float* grown = (float*)aligned_alloc(64, sizeof(float) * want);
-        if (!grown)
-            return NULL;
-        free(buffer);
-        buffer = grown;
-        capacity = want;
-    }
-    return buffer;
-}
 
 static inline size_t lstm_accum_gate_panels_size(int H)
 {
