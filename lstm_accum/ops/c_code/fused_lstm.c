@@ -251,7 +251,7 @@ template <typename T>
 static T* lstm_accum_join_gates(int H, const T* const* W)
 {
     const size_t G = 4 * (size_t)H;
-    T* J = (T*)lstm_accum_panel_buffer(
+    T* J = (T*)lstm_accum_scratch_buffer(
         (sizeof(T) * (H > 0 ? G * H : 1) + sizeof(float) - 1)
         / sizeof(float));
     if (!J) {
@@ -450,7 +450,7 @@ bool lstm_accum_panels<float>::forward(
 {
     if (!lstm_accum_panels_pay(steps, batch, H))
         return false;
-    float* P = lstm_accum_panel_buffer(lstm_accum_gate_panels_size(H));
+    float* P = lstm_accum_scratch_buffer(lstm_accum_gate_panels_size(H));
     if (!P)
         return false;
     lstm_accum_forward_args a = {steps, batch, H, x, bias, W, wci, wcf,
@@ -559,7 +559,7 @@ bool lstm_accum_panels<float>::backward(
         return false;
     const bool by_rows = lstm_accum_panels_by_rows(H);
     const size_t panels = lstm_accum_transposed_panels_size(H);
-    float* P = lstm_accum_panel_buffer(
+    float* P = lstm_accum_scratch_buffer(
         panels + (by_rows ? (size_t)7 * H * batch : 0));
     if (!P)
         return false;

@@ -36,13 +36,14 @@
    The kernel needs AVX-512 (F, DQ, VL) at compile time (Theano compiles
    for the machine it runs on); elsewhere, and for double, the operations
    use BLAS (LSTM_ACCUM_PANELS is 0). */
+
 /* The module's scratch buffer, at least `floats` floats long, 64-byte
    aligned: grown as needed and kept for the next call (its operations run
    one at a time: they hold Python's GIL); NULL if it cannot be had.  It
    holds the panels, or on the BLAS path the joined weights (fused_lstm.c),
    never both in one call: a fresh buffer per call costs more in page
    faults than the packing or the copy into it. */
-static float* lstm_accum_panel_buffer(size_t floats)
+static float* lstm_accum_scratch_buffer(size_t floats)
 {
     static float* buffer = NULL;
     static size_t capacity = 0;
@@ -77,9 +78,8 @@ static float* lstm_accum_panel_buffer(size_t floats)
      W[g][k, 8p + l] in column 8 g + l;
    - backward, K = 4H: panel q, row k = g H + k' holds units 32q .. 32q+31
      of W^T: W[g][32q + l, k'] in column l.
-   Each thread packs the panels it multiplies, into one buffer per module
-   kept from call to call (a fresh one per call cost more in page faults
-   than the packing). */
+   Each thread packs the panels it multiplies, into the module's scratch
+   buffer (lstm_accum_scratch_buffer). */
 
 static inline size_t lstm_accum_gate_panels_size(int H)
 {
