@@ -142,11 +142,10 @@ def flops_per_token(vocab, units, input_kind):
     return inp + recurrent + output
 
 
-def gemm_gflops(size=1024, repeats=15):
-    """float32 GEMM GFLOP/s on ``size x size`` matrices: the better of
-    ``numpy.dot`` (NumPy's OpenBLAS) and our ``TeamDot`` (the team's BLAS,
-    MKL when installed), each the best of `repeats` -- the machine's
-    attainable peak through the BLAS libraries we have."""
+def _gemm_products(size):
+    """The float32 products of ``size x size`` matrices that measure the
+    peak: ``numpy.dot`` (NumPy's OpenBLAS) and, where the team runs, our
+    ``TeamDot`` (the team's BLAS, MKL when installed)."""
     from lstm_accum.backend import theano, T
     from lstm_accum.ops import TeamDot, team_unavailable
     rng = np.random.RandomState(0)
@@ -157,6 +156,12 @@ def gemm_gflops(size=1024, repeats=15):
         x, y = T.fmatrix(), T.fmatrix()
         team = theano.function([x, y], TeamDot()(x, y))
         products.append(lambda: team(a, b))
+    return products
+
+
+def _best_product_seconds(products, repeats):
+    """The shortest time of one product: each product run once untimed,
+    then `repeats` times timed."""
     best = np.inf
     for product in products:
         product()
@@ -164,7 +169,47 @@ def gemm_gflops(size=1024, repeats=15):
             t0 = time.perf_counter()
             product()
             best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def gemm_gflops(size=1024, repeats=15):
+    """float32 GEMM GFLOP/s on ``size x size`` matrices: the better of
+    ``numpy.dot`` (NumPy's OpenBLAS) and our ``TeamDot`` (the team's BLAS,
+    MKL when installed), each the best of `repeats` -- the machine's
+    attainable peak through the BLAS libraries we have."""
+    best = _best_product_seconds(_gemm_products(size), repeats)
     return 2.0 * size ** 3 / best / 1e9
+
+
+#: The pseudo-path whose worker times the peak's products instead of
+#: training (:func:`_gemm_worker`): measured in turn with the paths, it
+#: says what the machine gave at that moment.
+GEMM_WORKER = "gemm"
+#: Timed runs of each product per window asked of the GEMM worker, and at
+#: most per block of windows (about a second).
+GEMM_PER_WINDOW = 4
+GEMM_PER_BLOCK = 32
+
+
+def _gemm_worker(send, size=1024):
+    """Serve :class:`Worker`'s protocol with the peak's products: for a
+    block of `count` windows, GEMM_PER_WINDOW * count timed runs of each
+    product, at most GEMM_PER_BLOCK; the reply's ``tokens / seconds`` is
+    the best run's FLOP/s."""
+    t0 = time.perf_counter()
+    from lstm_accum.backend import describe
+    products = _gemm_products(size)
+    send(ready=True, compile_s=time.perf_counter() - t0, import_s=0.0,
+         describe=describe(), params=0, rss_kb=_rss_kb())
+    for line in sys.stdin:
+        cmd = json.loads(line)
+        if cmd["cmd"] == "exit":
+            send(rss_kb=_rss_kb())
+            return
+        best = _best_product_seconds(products, min(
+            GEMM_PER_WINDOW * cmd.get("count", 1), GEMM_PER_BLOCK))
+        send(seconds=best, tokens=2.0 * size ** 3, samples=0, steps=0,
+             calls=0, windows=cmd.get("count", 1), rss_kb=_rss_kb())
 
 
 def _gemm_in_subprocess(env_extra):
@@ -298,6 +343,8 @@ def _worker(args):
     def send(**msg):
         proto.write(json.dumps(msg) + "\n")
 
+    if args.worker == GEMM_WORKER:
+        return _gemm_worker(send)
     t0 = time.perf_counter()
     from lstm_accum.backend import theano, describe
     from lstm_accum.backend import scan_loop as scan_ext
@@ -708,7 +755,8 @@ def parse_args(argv):
                    help="instead: profile the question, sample-onehot and "
                         "bucket-ids "
                         "paths at H=256 and write the summaries to FILE")
-    p.add_argument("--worker", choices=sorted(PATHS), help=argparse.SUPPRESS)
+    p.add_argument("--worker", choices=sorted(PATHS) + [GEMM_WORKER],
+                   help=argparse.SUPPRESS)
     p.add_argument("--compile-only", action="store_true",
                    help=argparse.SUPPRESS)
     p.add_argument("--against", metavar="DIR",

@@ -126,7 +126,14 @@ How it is measured:
   ``numpy.dot`` and our ``TeamDot`` (:func:`paths.gemm_gflops`, best of
   15 each), in a subprocess with each thread
   count's environment, at the start and at the end of the run (the higher
-  counts); "% peak" is a path's GFLOP/s over the peak at its thread count.
+  counts); "% peak" is a path's GFLOP/s over the peak at its thread count;
+* the GEMM alongside: the same products, in a worker of their own that
+  takes its turn in every round of both ways of timing (best of a few runs
+  a turn); "% GEMM alongside" is our GFLOP/s over that round's, the median
+  over the rounds.  This machine's GEMM rate moves by 10-20% from one
+  minute to the next (other tenants' load): the peak says what the code
+  reaches of the best the machine gave, this what it reaches of what the
+  machine gave at the time.
 """
 import argparse
 import json
@@ -492,8 +499,12 @@ def _os_threads(pid):
         return None
 
 
+def _rates(times, tokens):
+    return [float(t) / float(s) for s, t in zip(times, tokens)]
+
+
 def _summary(times, tokens):
-    rates = np.asarray(tokens, float) / np.asarray(times, float)
+    rates = np.asarray(_rates(times, tokens))
     return {"median": float(np.median(rates)), "min": float(rates.min()),
             "max": float(rates.max()), "repeats": int(len(rates))}
 
@@ -583,20 +594,27 @@ def _gemm_peaks(threads, omp_passive, log):
 def _measure(H, threads, data, args, log):
     workers = {}
     load = [os.getloadavg()[0]]    # other processes share the 2 cores
+    paths = _import_paths()
+    gemm = paths.GEMM_WORKER
+    # the GEMM worker takes its turn with the paths: what the machine gave
+    # at each round (format_summary's "% GEMM alongside")
+    turns = list(args.paths) + [gemm]
     try:
         for path in args.paths:
             workers[path] = _start(path, H, threads, data, args, log)
+        workers[gemm] = paths.Worker(gemm, H, args,
+                                     env=_thread_env(threads,
+                                                     args.omp_passive))
         for w in workers.values():           # warm-up, untimed
             w.window(1)
         os_threads = {p: _os_threads(w.proc.pid) for p, w in workers.items()}
-        timed = {(p, n): ([], [], []) for p in args.paths
-                 for n in args.windows}
+        timed = {(p, n): ([], [], []) for p in turns for n in args.windows}
         losses = {}      # torch paths: training loss per token, per window
         rnd = 0
         for n in args.windows:
             for _ in range(args.repeats):
-                k = rnd % len(args.paths)
-                for p in args.paths[k:] + args.paths[:k]:  # rotate the order
+                k = rnd % len(turns)
+                for p in turns[k:] + turns[:k]:  # rotate the order
                     time.sleep(args.gap)    # the others' threads park
                     r = workers[p].window(n)
                     timed[p, n][0].append(r["seconds"])
@@ -613,6 +631,7 @@ def _measure(H, threads, data, args, log):
         # each worker's threads stay as warm (or as spinning) as in an
         # hour of training; the order rotates as above.
         blocked = [p for p in args.paths if p in args.block_paths]
+        blocked += [gemm] if blocked else []
         blocks = {(p, n): ([], []) for p in blocked for n in args.windows}
         for n in args.windows:
             for b in range(args.blocks if blocked else 0):
@@ -628,7 +647,7 @@ def _measure(H, threads, data, args, log):
                         "%s %.0f" % (p, np.median(
                             np.asarray(blocks[p, n][1]) /
                             np.asarray(blocks[p, n][0])))
-                        for p in blocked)))
+                        for p in blocked if p != gemm)))
     finally:
         for w in workers.values():
             w.close()
@@ -642,7 +661,7 @@ def _measure(H, threads, data, args, log):
                  "params": w.info["params"], "os_threads": os_threads[p],
                  "rss_mb": w.info.get("final_rss_kb", 0) / 1024.0,
                  "loss_per_token": losses.get(p), "load_avg": load,
-                 "windows": {}, "blocks": {}}
+                 "windows": {}, "blocks": {}, "rounds": {}}
         for n in args.windows:
             s = _summary(timed[p, n][0], timed[p, n][1])
             s.update(tokens=float(np.mean(timed[p, n][1])),
@@ -650,6 +669,14 @@ def _measure(H, threads, data, args, log):
             entry["windows"][str(n)] = s
             if args.blocks and p in blocked:
                 entry["blocks"][str(n)] = _summary(*blocks[p, n])
+            # round by round, this path's rate and the GEMM's, for
+            # format_summary's "% GEMM alongside"
+            entry["rounds"][str(n)] = {
+                way: {"rate": _rates(*got[p, n][:2]),
+                      "gemm_gflops": [g / 1e9 for g in
+                                      _rates(*got[gemm, n][:2])]}
+                for way, got in (("windows", timed), ("blocks", blocks))
+                if (p, n) in got}
         out.append(entry)
     return out
 
@@ -762,6 +789,7 @@ def format_summary(results, ours=OURS, reference=REFERENCE,
     `ours` and `reference`, ours / `reference` by each way of timing and
     the headline ratio (the lower of the two), and `ours`' GFLOP/s against
     the GEMM peak at that thread count; then how the FLOPs are counted."""
+    paths = _import_paths()
     runs = results["runs"]
     V = results["vocab"]
     med = {(r["units"], r["threads"], int(n), r["path"]): r
@@ -775,9 +803,10 @@ def format_summary(results, ours=OURS, reference=REFERENCE,
              "of consecutive windows):", "",
              "| H | threads | N | %s (baseline) | ours: %s | %s | "
              "ours / %s, windows alone | blocks | **ours / %s (the lower)** "
-             "| ours / %s | ours GFLOP/s | %% GEMM peak (peak) |" % (
+             "| ours / %s | ours GFLOP/s | %% GEMM peak (peak) | "
+             "%% GEMM alongside |" % (
                  baseline, ours, reference, reference, reference, baseline),
-             "|" + "---|" * 12]
+             "|" + "---|" * 13]
     nan = float("nan")
 
     def way(k, p, what):
@@ -796,10 +825,11 @@ def format_summary(results, ours=OURS, reference=REFERENCE,
         gf = o * flops_per_token(ours, V, H) / 1e9
         peak = _peak(results, threads)
         lines.append("| %d | %d | %d | %.0f | %.0f | %.0f | %.2fx | %s | "
-                     "**%.2fx** | %.2fx | %.1f | %.0f%% (%.0f) |" % (
+                     "**%.2fx** | %.2fx | %.1f | %.0f%% (%.0f) | %s |" % (
                          H, threads, n, b, o, r, alone,
                          "%.2fx" % block if block == block else "-", low,
-                         o / b, gf, 100 * gf / peak, peak))
+                         o / b, gf, 100 * gf / peak, peak,
+                         _alongside(med.get(k + (ours,)), n, V)))
     H = max(k[0] for k in keys)
     lines.append("")
     lines.append(
@@ -809,14 +839,38 @@ def format_summary(results, ours=OURS, reference=REFERENCE,
         "%s %.1f MFLOP, %s %.1f MFLOP. %% GEMM peak = GFLOP/s / float32 "
         "1024x1024 GEMM GFLOP/s (the better of numpy.dot and our TeamDot) "
         "at the row's thread count, measured in this run (best of its start "
-        "and end): %s." % (
+        "and end): %s. %% GEMM alongside: the same GEMM timed in turn with "
+        "the paths, at every round (the best of %d runs a window, of %d a "
+        "block); ours' GFLOP/s over that round's, the median over the "
+        "rounds, the lower of windows alone and blocks (each in "
+        "brackets): what the code reaches of what the machine gave at the "
+        "time." % (
             "ours", ours, reference, V, H, ours,
             flops_per_token(ours, V, H) / 1e6, reference,
             flops_per_token(reference, V, H) / 1e6,
             ", ".join("%s thread%s %.1f" % (t, "s" if t != "1" else "", v)
                       for t, v in sorted((results.get("gemm") or {}).items())
-                      if v)))
+                      if v), paths.GEMM_PER_WINDOW, paths.GEMM_PER_BLOCK))
     return lines
+
+
+def _alongside(run, n, vocab):
+    """`run`'s GFLOP/s over the GEMM's of the same round, as a percentage:
+    the median over the rounds of each way of timing, the lower of the two
+    first ("-" for runs without rounds)."""
+    rounds = (run or {}).get("rounds", {}).get(str(n), {})
+    flops = run and flops_per_token(run["path"], vocab, run["units"])
+    pct = {}
+    for way in ("windows", "blocks"):
+        r = rounds.get(way)
+        if r and r["rate"]:
+            pct[way] = 100 * float(np.median(
+                [rate * flops / 1e9 / g
+                 for rate, g in zip(r["rate"], r["gemm_gflops"])]))
+    if not pct:
+        return "-"
+    return "%.0f%% (%s)" % (min(pct.values()), ", ".join(
+        "%.0f" % pct[w] for w in ("windows", "blocks") if w in pct))
 
 
 def _check_torch_python(exe):
