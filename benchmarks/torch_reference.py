@@ -130,10 +130,10 @@ How it is measured:
 * the GEMM alongside: the same products, in a worker of their own that
   takes its turn in every round of both ways of timing (best of a few runs
   a turn); "% GEMM alongside" is our GFLOP/s over that round's, the median
-  over the rounds.  This machine's GEMM rate moves by 10-20% from one
-  minute to the next (other tenants' load): the peak says what the code
-  reaches of the best the machine gave, this what it reaches of what the
-  machine gave at the time.
+  over the rounds.  On a shared virtual machine the GEMM rate moves by
+  10-20% from one minute to the next: the peak says what the code reaches
+  of the best the machine gave, this what it reaches of what the machine
+  gave at the time.
 """
 import argparse
 import json
