@@ -859,13 +859,13 @@ def _alongside(run, n, vocab):
     the median over the rounds of each way of timing, the lower of the two
     first ("-" for runs without rounds)."""
     rounds = (run or {}).get("rounds", {}).get(str(n), {})
-    flops = run and flops_per_token(run["path"], vocab, run["units"])
     pct = {}
     for way in ("windows", "blocks"):
         r = rounds.get(way)
         if r and r["rate"]:
+            gflop = flops_per_token(run["path"], vocab, run["units"]) / 1e9
             pct[way] = 100 * float(np.median(
-                [rate * flops / 1e9 / g
+                [rate * gflop / g
                  for rate, g in zip(r["rate"], r["gemm_gflops"])]))
     if not pct:
         return "-"
