@@ -91,23 +91,63 @@ static inline size_t lstm_accum_transposed_panels_size(int H)
     return (size_t)32 * 4 * H * ((H + 31) / 32);
 }
 
+/* Up to this many units, the threads of a call share its rows, not its
+   units: each runs its sentences through all the steps with no barrier,
+   reading every panel, which fit in its L2 cache (16 H^2 bytes each way:
+   1 MB at H = 256).  Larger panels come from memory, once a step for all
+   rows when the units are shared.  A choice by H alone: the sums stay the
+   same whatever the number of threads. */
+#define LSTM_ACCUM_ROWS_MAX_H 256
+
+static inline bool lstm_accum_panels_by_rows(int H)
+{
+    return H <= LSTM_ACCUM_ROWS_MAX_H;
+}
+
+/* A panel row of 32 floats (128 bytes, 64-byte aligned) from lo and hi.
+   When the units are shared (lstm_accum_panels_by_rows false) the panels
+   are larger than the cores' L2 caches and are read back from memory in
+   any case: stored past the caches (non-temporal stores), packing does not
+   first read every line it writes (benchmarks/README.md).  The panels the
+   rows share are small and read at once by every thread: stored into the
+   cache. */
+static inline void lstm_accum_panel_row(float* d, __m512 lo, __m512 hi,
+                                        bool stream)
+{
+    if (stream) {
+        _mm512_stream_ps(d, lo);
+        _mm512_stream_ps(d + 16, hi);
+    } else {
+        _mm512_store_ps(d, lo);
+        _mm512_store_ps(d + 16, hi);
+    }
+}
+
 /* Forward panels [p0, p1) of W[0..3] into P, row k of every gate after
    row k - 1 (each row's units are contiguous; panel by panel the rows are
    128 bytes apart). */
 static void lstm_accum_pack_gates(int H, const float* const* W, float* P,
                                   int p0, int p1)
 {
+    const bool stream = !lstm_accum_panels_by_rows(H);
     for (int k = 0; k < H; ++k) {
         for (int p = p0; p < p1; ++p) {
             const int u0 = 8 * p;
             const int w = H - u0 < 8 ? H - u0 : 8;
             const __mmask8 m = (__mmask8)((1u << w) - 1);
-            float* d = P + ((size_t)p * H + k) * 32;
-            for (int g = 0; g < 4; ++g)
-                _mm256_store_ps(d + 8 * g, _mm256_maskz_loadu_ps(
-                                    m, W[g] + (size_t)k * H + u0));
+            const size_t at = (size_t)k * H + u0;
+            const __m512 lo = _mm512_insertf32x8(
+                _mm512_castps256_ps512(_mm256_maskz_loadu_ps(m, W[0] + at)),
+                _mm256_maskz_loadu_ps(m, W[1] + at), 1);
+            const __m512 hi = _mm512_insertf32x8(
+                _mm512_castps256_ps512(_mm256_maskz_loadu_ps(m, W[2] + at)),
+                _mm256_maskz_loadu_ps(m, W[3] + at), 1);
+            lstm_accum_panel_row(P + ((size_t)p * H + k) * 32, lo, hi,
+                                 stream);
         }
     }
+    if (stream)
+        _mm_sfence();
 }
 
 /* r[i] (16 floats each) := column i of the 16 x 16 block r. */
@@ -142,11 +182,27 @@ static inline void lstm_accum_transpose16(__m512 r[16])
     }
 }
 
-/* Backward panels [q0, q1) of W^T into P, gate by gate, in blocks of 16
-   units by 16 k transposed in registers. */
+/* r[i] := row u0 + i of Wg from column k0, the columns in km (zero past
+   the last unit), then r transposed in registers. */
+static inline void lstm_accum_load_transposed(int H, const float* Wg, int u0,
+                                              int k0, __mmask16 km,
+                                              __m512 r[16])
+{
+    for (int i = 0; i < 16; ++i) {
+        const int u = u0 + i;
+        r[i] = u < H ? _mm512_maskz_loadu_ps(km, Wg + (size_t)u * H + k0)
+                     : _mm512_setzero_ps();
+    }
+    lstm_accum_transpose16(r);
+}
+
+/* Backward panels [q0, q1) of W^T into P, gate by gate, 16 k at a time:
+   the panel's 32 units in two blocks of 16 by 16 transposed in registers,
+   then written row after row (lstm_accum_panel_row). */
 static void lstm_accum_pack_transposed(int H, const float* const* W,
                                        float* P, int q0, int q1)
 {
+    const bool stream = !lstm_accum_panels_by_rows(H);
     const size_t K = 4 * (size_t)H;
     for (int q = q0; q < q1; ++q) {
         for (int g = 0; g < 4; ++g) {
@@ -154,23 +210,18 @@ static void lstm_accum_pack_transposed(int H, const float* const* W,
                 const int kw = H - k0 < 16 ? H - k0 : 16;
                 const __mmask16 km = kw == 16 ? (__mmask16)0xFFFF
                                               : (__mmask16)((1u << kw) - 1);
-                for (int half = 0; half < 2; ++half) {
-                    __m512 r[16];
-                    for (int i = 0; i < 16; ++i) {
-                        const int u = 32 * q + 16 * half + i;
-                        r[i] = u < H ? _mm512_maskz_loadu_ps(
-                                           km, W[g] + (size_t)u * H + k0)
-                                     : _mm512_setzero_ps();
-                    }
-                    lstm_accum_transpose16(r);
-                    float* d = P + ((size_t)q * K + (size_t)g * H + k0) * 32
-                               + 16 * half;
-                    for (int k = 0; k < kw; ++k)
-                        _mm512_store_ps(d + (size_t)k * 32, r[k]);
-                }
+                __m512 lo[16], hi[16];
+                lstm_accum_load_transposed(H, W[g], 32 * q, k0, km, lo);
+                lstm_accum_load_transposed(H, W[g], 32 * q + 16, k0, km, hi);
+                float* d = P + ((size_t)q * K + (size_t)g * H + k0) * 32;
+                for (int k = 0; k < kw; ++k)
+                    lstm_accum_panel_row(d + (size_t)k * 32, lo[k], hi[k],
+                                         stream);
             }
         }
     }
+    if (stream)
+        _mm_sfence();
 }
 
 /* Terms summed from zero before they join the total: one rounding chain of
@@ -341,19 +392,6 @@ __attribute__((noinline)) static void lstm_accum_panel_product(
 static inline bool lstm_accum_panels_pay(int steps, int batch, int H)
 {
     return steps > 0 && H > 0 && (batch >= 8 || (batch >= 2 && H >= 256));
-}
-
-/* Up to this many units, the threads of a call share its rows, not its
-   units: each runs its sentences through all the steps with no barrier,
-   reading every panel, which fit in its L2 cache (16 H^2 bytes each way:
-   1 MB at H = 256).  Larger panels come from memory, once a step for all
-   rows when the units are shared.  A choice by H alone: the sums stay the
-   same whatever the number of threads. */
-#define LSTM_ACCUM_ROWS_MAX_H 256
-
-static inline bool lstm_accum_panels_by_rows(int H)
-{
-    return H <= LSTM_ACCUM_ROWS_MAX_H;
 }
 
 /* Threads for the steps of a batch of that many rows and H units.  When
