@@ -48,28 +48,29 @@ def _require_mpi_tools():
                                   INSTALL), pytrace=False)
 
 
-def _run_all(commands, env, out):
-    """Run the commands concurrently; fail with the stderr of any that fails.
+def _run_in_turn(commands, env, out):
+    """Run the commands one after the other; fail with the output of the
+    first that fails.
 
-    Output goes to files (a full pipe would block a process that logs a
-    lot, e.g. while it waits for Theano's compile lock)."""
-    procs = []
+    Not side by side: the first run (one process) fills Theano's compile
+    cache, so that the ranks of the next only load from it.  Processes that
+    compile into one cold cache at once can fail in Theano 1.0
+    (``ModuleNotFoundError: No module named 'tmp...'``): a process's cache
+    refresh removes module directories it finds empty or incomplete, which
+    another process may be writing or about to load.  Output goes to files
+    (a full pipe would block a process that logs a lot)."""
     for i, command in enumerate(commands):
-        log = open(str(out / ("run%d.log" % i)), "w+")
-        procs.append((command, log, subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=log,
-            stderr=subprocess.STDOUT)))
-    for command, log, proc in procs:
-        try:
-            proc.wait(timeout=TIMEOUT)
-        except subprocess.TimeoutExpired:
-            for _, _, p in procs:
-                p.kill()
-            pytest.fail("%s did not finish in %d s" % (" ".join(command),
-                                                       TIMEOUT))
-        log.seek(0)
-        text = log.read()
-        log.close()
+        with open(str(out / ("run%d.log" % i)), "w+") as log:
+            proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log,
+                                    stderr=subprocess.STDOUT)
+            try:
+                proc.wait(timeout=TIMEOUT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                pytest.fail("%s did not finish in %d s" % (" ".join(command),
+                                                           TIMEOUT))
+            log.seek(0)
+            text = log.read()
         if proc.returncode != 0:
             pytest.fail("%s exited with %d:\n%s" % (
                 " ".join(command), proc.returncode, text[-3000:]))
@@ -85,8 +86,7 @@ def runs(tmp_path_factory):
     for key in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE"):
         env.pop(key, None)
     common = ["--normalize", "tokens"]
-    # The two runs are independent processes: run them side by side.
-    _run_all([
+    _run_in_turn([
         [sys.executable, WORKER, str(out / "single"), "--mode", "single"]
         + common,
         local_mpirun_command(2) + [sys.executable, WORKER, str(out / "dist"),
@@ -398,7 +398,7 @@ def test_cli_under_mpirun_equals_one_process(tmp_path):
             "--valid-every", "5", "--normalize", "tokens", "--progress",
             "off", "--seed", "4"]
     cli = [sys.executable, "-m", "lstm_accum.cli", "train"]
-    _run_all([cli + args + ["--out", str(tmp_path / "one"),
+    _run_in_turn([cli + args + ["--out", str(tmp_path / "one"),
                             "--distributed", "off"],
               local_mpirun_command(2) + cli + args
               + ["--out", str(tmp_path / "two")]], env, tmp_path)
