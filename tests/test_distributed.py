@@ -399,9 +399,9 @@ def test_cli_under_mpirun_equals_one_process(tmp_path):
             "off", "--seed", "4"]
     cli = [sys.executable, "-m", "lstm_accum.cli", "train"]
     _run_in_turn([cli + args + ["--out", str(tmp_path / "one"),
-                            "--distributed", "off"],
-              local_mpirun_command(2) + cli + args
-              + ["--out", str(tmp_path / "two")]], env, tmp_path)
+                                "--distributed", "off"],
+                  local_mpirun_command(2) + cli + args
+                  + ["--out", str(tmp_path / "two")]], env, tmp_path)
     log = (tmp_path / "run1.log").read_text()
     assert "distributed: 2 MPI ranks" in log
     assert log.count("done (") == 1          # only rank 0 reports
